@@ -1,0 +1,139 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Version is set at link time (-X github.com/ovpkg/ovpkg/app.Version=...).
+var Version = "dev"
+
+// Exit codes.
+const (
+	ExitOK      = 0
+	ExitFailure = 1
+	ExitUsage   = 2
+)
+
+// UsageError marks a wrong command line; it exits with ExitUsage.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
+
+// tools lists the names the multi-call binary answers to and the command
+// each runs as a stand-alone program.
+var tools = map[string]func() *cli.Command{
+	"mkoverlay": mkoverlayCommand,
+	"ovmount":   ovmountCommand,
+	"uovmount":  uovmountCommand,
+	"eject":     ejectCommand,
+}
+
+// Main runs the suite with args (args[0] chooses the tool) and returns the
+// process exit code. Output goes to stdout/stderr.
+func Main(args []string) int {
+	return Run(args, os.Stdout, os.Stderr)
+}
+
+// Run is Main with injected output streams, for tests.
+func Run(args []string, stdout, stderr io.Writer) int {
+	name := "ovpkg"
+	if len(args) > 0 {
+		name = filepath.Base(args[0])
+	}
+	a := newApp(name, stdout, stderr)
+	err := a.Run(append([]string{a.Name}, args[1:]...))
+	return report(a.Name, err, stderr)
+}
+
+// Tool runs one tool by name regardless of args[0] (used by the per-tool
+// mains in cmd/).
+func Tool(name string, args []string) int {
+	a := newApp(name, os.Stdout, os.Stderr)
+	rest := []string{}
+	if len(args) > 1 {
+		rest = args[1:]
+	}
+	return report(a.Name, a.Run(append([]string{a.Name}, rest...)), os.Stderr)
+}
+
+func newApp(name string, stdout, stderr io.Writer) *cli.App {
+	var a *cli.App
+	if mk, ok := tools[name]; ok {
+		c := mk()
+		a = &cli.App{
+			Name:        name,
+			Usage:       c.Usage,
+			UsageText:   c.UsageText,
+			ArgsUsage:   c.ArgsUsage,
+			Description: c.Description,
+			Flags:       c.Flags,
+			Action:      c.Action,
+			Before:      c.Before,
+		}
+	} else {
+		a = &cli.App{
+			Name:     "ovpkg",
+			Usage:    "install packages onto an overlay card image",
+			Commands: ovpkgCommands(),
+		}
+	}
+	a.Version = Version
+	a.Writer = stdout
+	a.ErrWriter = stderr
+	a.HideHelpCommand = true
+	a.EnableBashCompletion = false
+	a.ExitErrHandler = func(*cli.Context, error) {} // report() decides
+	a.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+		return &UsageError{Msg: err.Error()}
+	}
+	return a
+}
+
+// report prints err as one line and maps it to an exit code.
+func report(name string, err error, stderr io.Writer) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ue *UsageError
+	var ec cli.ExitCoder
+	code := ExitFailure
+	switch {
+	case errors.As(err, &ue):
+		code = ExitUsage
+	case errors.As(err, &ec):
+		code = ec.ExitCode()
+	case strings.HasPrefix(err.Error(), "flag provided but not defined"),
+		strings.HasPrefix(err.Error(), "invalid value"):
+		code = ExitUsage
+	}
+	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	if msg != "" {
+		fmt.Fprintf(stderr, "%s: %s\n", name, msg)
+	}
+	if code == ExitUsage {
+		fmt.Fprintf(stderr, "Try '%s --help' for more information.\n", name)
+	}
+	return code
+}
+
+// ovpkgCommands is the ovpkg tool's command set: the package verbs plus
+// the stand-alone tools under their own names.
+func ovpkgCommands() []*cli.Command {
+	cmds := []*cli.Command{
+		mkoverlayCommand(),
+		ovmountCommand(),
+		uovmountCommand(),
+		ejectCommand(),
+	}
+	cmds = append(cmds, packageCommands()...)
+	return cmds
+}

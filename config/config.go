@@ -1,0 +1,334 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// DefaultPath is where the seed tools keep their configuration.
+const DefaultPath = "/etc/ovpkg.conf"
+
+// EnvVar names the environment variable that overrides DefaultPath.
+const EnvVar = "OVPKG_CONFIG"
+
+// Keys ovpkg understands. Any other line in the file is kept verbatim.
+const (
+	KeyImage       = "SD_ROOTFS"    // absolute path of the card image
+	KeyUUID        = "SD_UUID"      // filesystem UUID mkoverlay gave the card
+	KeyMountPoint  = "MOUNTPOINT"   // where the card is mounted (default /overlay)
+	KeyOverlayDirs = "OVERLAY_DIRS" // space-separated root directories to overlay
+	KeyRunDir      = "RUN_DIR"      // where mount records and the lock live (default /run/ovpkg)
+)
+
+// Resolve returns the configuration path to use: the flag if set, else
+// $OVPKG_CONFIG, else DefaultPath.
+func Resolve(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	if env := os.Getenv(EnvVar); env != "" {
+		return env
+	}
+	return DefaultPath
+}
+
+// line is one line of the file; key is empty for comments, blanks and
+// anything that is not a KEY=VALUE assignment.
+type line struct {
+	raw   string
+	key   string
+	value string
+}
+
+// File is a parsed configuration file.
+type File struct {
+	Path  string
+	lines []line
+}
+
+// Error describes a configuration problem with the file it concerns.
+type Error struct {
+	Path string
+	Line int // 0 when not about one line
+	Msg  string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	loc := e.Path
+	if e.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", e.Path, e.Line)
+	}
+	s := "config " + loc + ": " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Load reads path. A missing file is returned as an empty File together
+// with an error that satisfies errors.Is(err, fs.ErrNotExist), so that
+// writers (mkoverlay) can go on and readers (ovmount) can refuse.
+func Load(path string) (*File, error) {
+	f := &File{Path: path}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return f, &Error{Path: path, Msg: "cannot read", Err: err}
+	}
+	if err := f.parse(bytes.NewReader(data)); err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+// Parse reads a configuration from r; path is used in messages only.
+func Parse(path string, r io.Reader) (*File, error) {
+	f := &File{Path: path}
+	return f, f.parse(r)
+}
+
+func (f *File) parse(r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	n := 0
+	for sc.Scan() {
+		n++
+		raw := sc.Text()
+		l := line{raw: raw}
+		t := strings.TrimSpace(raw)
+		t = strings.TrimPrefix(t, "export ")
+		if t != "" && !strings.HasPrefix(t, "#") {
+			k, v, ok := strings.Cut(t, "=")
+			if ok && validKey(k) {
+				val, err := unquote(v)
+				if err != nil {
+					return &Error{Path: f.Path, Line: n, Msg: err.Error()}
+				}
+				l.key, l.value = k, val
+			}
+		}
+		f.lines = append(f.lines, l)
+	}
+	if err := sc.Err(); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot read", Err: err}
+	}
+	return nil
+}
+
+func validKey(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i, c := range k {
+		switch {
+		case c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'):
+		case c >= '0' && c <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// unquote undoes the quoting quote() writes and the plain shell forms a
+// person writes by hand: bare words, '...' and "..." (with \" \\ \$ \`).
+func unquote(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	var b strings.Builder
+	for i := 0; i < len(v); {
+		c := v[i]
+		switch c {
+		case '\'':
+			j := strings.IndexByte(v[i+1:], '\'')
+			if j < 0 {
+				return "", errors.New("unterminated ' quote")
+			}
+			b.WriteString(v[i+1 : i+1+j])
+			i += j + 2
+		case '"':
+			i++
+			closed := false
+			for i < len(v) {
+				if v[i] == '\\' && i+1 < len(v) && strings.IndexByte("\"\\$`", v[i+1]) >= 0 {
+					b.WriteByte(v[i+1])
+					i += 2
+					continue
+				}
+				if v[i] == '"' {
+					closed = true
+					i++
+					break
+				}
+				b.WriteByte(v[i])
+				i++
+			}
+			if !closed {
+				return "", errors.New(`unterminated " quote`)
+			}
+		case '#':
+			if i > 0 && (v[i-1] == ' ' || v[i-1] == '\t') {
+				return strings.TrimSpace(b.String()), nil
+			}
+			b.WriteByte(c)
+			i++
+		case '\\':
+			if i+1 < len(v) {
+				b.WriteByte(v[i+1])
+				i += 2
+			} else {
+				i++
+			}
+		default:
+			b.WriteByte(c)
+			i++
+		}
+	}
+	return b.String(), nil
+}
+
+// quote renders a value so that both this package and sh read it back.
+func quote(v string) string {
+	if v == "" {
+		return "''"
+	}
+	safe := true
+	for _, c := range v {
+		if !(c == '/' || c == '.' || c == '-' || c == '_' || c == ':' || c == '+' || c == ',' || c == '@' || c == '%' ||
+			(c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return v
+	}
+	return "'" + strings.ReplaceAll(v, "'", `'\''`) + "'"
+}
+
+// Get returns the last value assigned to key, as sh would.
+func (f *File) Get(key string) (string, bool) {
+	for i := len(f.lines) - 1; i >= 0; i-- {
+		if f.lines[i].key == key {
+			return f.lines[i].value, true
+		}
+	}
+	return "", false
+}
+
+// Set assigns key in place (the last assignment is rewritten, earlier ones
+// dropped) or appends it.
+func (f *File) Set(key, value string) {
+	raw := key + "=" + quote(value)
+	last := -1
+	for i := range f.lines {
+		if f.lines[i].key == key {
+			last = i
+		}
+	}
+	if last < 0 {
+		f.lines = append(f.lines, line{raw: raw, key: key, value: value})
+		return
+	}
+	out := f.lines[:0:0]
+	for i, l := range f.lines {
+		if l.key == key && i != last {
+			continue
+		}
+		if i == last {
+			l = line{raw: raw, key: key, value: value}
+		}
+		out = append(out, l)
+	}
+	f.lines = out
+}
+
+// Bytes renders the file.
+func (f *File) Bytes() []byte {
+	var b bytes.Buffer
+	for _, l := range f.lines {
+		b.WriteString(l.raw)
+		b.WriteByte('\n')
+	}
+	return b.Bytes()
+}
+
+// Save writes the file atomically: a temporary file beside it, fsync,
+// rename over the old one, fsync of the directory. The mode of an existing
+// file is kept; a new one gets 0644. A symlink at Path is refused rather
+// than replaced.
+func (f *File) Save() (retErr error) {
+	dir := filepath.Dir(f.Path)
+	mode := os.FileMode(0o644)
+	if st, err := os.Lstat(f.Path); err == nil {
+		if st.Mode()&os.ModeSymlink != 0 {
+			return &Error{Path: f.Path, Msg: "is a symbolic link; refusing to replace it (point --config at the real file)"}
+		}
+		if !st.Mode().IsRegular() {
+			return &Error{Path: f.Path, Msg: "is not a regular file"}
+		}
+		mode = st.Mode().Perm()
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".tmp*")
+	if err != nil {
+		return &Error{Path: f.Path, Msg: "cannot write (check the directory exists and is writable)", Err: err}
+	}
+	defer func() {
+		if retErr != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err := tmp.Write(f.Bytes()); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot write", Err: err}
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot set mode", Err: err}
+	}
+	if err := tmp.Sync(); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot flush", Err: err}
+	}
+	if err := tmp.Close(); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot write", Err: err}
+	}
+	if err := os.Rename(tmp.Name(), f.Path); err != nil {
+		return &Error{Path: f.Path, Msg: "cannot replace", Err: err}
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// CheckTrusted refuses a file that someone other than root could have
+// written: it must be a regular file (not a symlink), owned by uid 0, and
+// not writable by group or others. ovmount calls it before mounting
+// anything, since the file decides what is mounted over /etc and /usr.
+func CheckTrusted(path string) error {
+	st, err := os.Lstat(path)
+	if err != nil {
+		return &Error{Path: path, Msg: "cannot read (run mkoverlay first, or name the file with --config)", Err: err}
+	}
+	if st.Mode()&os.ModeSymlink != 0 {
+		return &Error{Path: path, Msg: "is a symbolic link; ovmount trusts only a regular root-owned file (replace the link with the file itself)"}
+	}
+	if !st.Mode().IsRegular() {
+		return &Error{Path: path, Msg: "is not a regular file"}
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 {
+		return &Error{Path: path, Msg: fmt.Sprintf("is owned by uid %d, not root (run: chown root:root %s)", sys.Uid, path)}
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return &Error{Path: path, Msg: fmt.Sprintf("is writable by group or others (mode %04o; run: chmod go-w %s)", st.Mode().Perm(), path)}
+	}
+	return nil
+}
