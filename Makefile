@@ -50,7 +50,11 @@ test: test-deps vet build
 bench: test-deps build
 	OVPKG_TEST_BIN=$(CURDIR)/bin $(GO) test -run '^$$' -bench . -benchtime 3x -count 1 -timeout 60m ./bench/
 
-install: build
+# Section-8 man pages generated from the commands' own help.
+man:
+	$(GO) run ./internal/mangen man
+
+install: build man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 bin/ovpkg $(DESTDIR)$(PREFIX)/sbin/ovpkg
 	@for t in $(TOOLS); do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
@@ -59,7 +63,7 @@ install: build
 # Static, stripped builds for the devices this targets; each dist/linux-<arch>
 # holds exactly what `make install` would install.
 CROSS := amd64: arm64: arm:5 arm:7 mipsle:softfloat mips:softfloat
-cross:
+cross: man
 	@rm -rf dist; for t in $(CROSS); do \
 	  arch=$${t%%:*}; v=$${t##*:}; name=$$arch; env=""; \
 	  case $$arch in arm) env="GOARM=$$v"; name=armv$$v;; mips|mipsle) env="GOMIPS=$$v";; esac; \

@@ -54,6 +54,13 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	return report(a.Name, err, stderr)
 }
 
+// New returns the application for one tool name (mkoverlay, ovmount,
+// uovmount, eject; anything else is ovpkg), e.g. for generating man pages.
+func New(name string, stdout, stderr io.Writer) *cli.App { return newApp(name, stdout, stderr) }
+
+// Names lists the tool names the binary answers to, ovpkg first.
+func Names() []string { return []string{"ovpkg", "mkoverlay", "ovmount", "uovmount", "eject"} }
+
 // Tool runs one tool by name regardless of args[0] (used by the per-tool
 // mains in cmd/).
 func Tool(name string, args []string) int {
