@@ -27,10 +27,14 @@ func (h Holder) String() string {
 	return fmt.Sprintf("PID %d (%s) %s %s", h.PID, h.Command, h.Use, h.Path)
 }
 
-// Scan lists the holders of the devices devs (st_dev numbers, as
-// unix.Stat_t.Dev and unix.Mkdev encode them) among the processes under
-// procDir (normally "/proc"), ordered by PID. It skips the calling process
-// only when its PID is in exclude; see ScanExcept.
+// Scan lists the holders of the devices devs among the processes under
+// procDir (normally "/proc"), ordered by PID. devs are st_dev numbers as
+// unix.Stat_t.Dev and unix.Mkdev encode them: for a mount, the major:minor
+// that mountinfo shows, which is also what stat of its mount point (a
+// directory) returns; for an overlay pass the overlay's own number, files
+// reached through it match by mount even though stat reports per-layer
+// pseudo devices for them. The calling process is included (see
+// ScanExcept).
 func Scan(procDir string, devs []uint64) ([]Holder, error) {
 	return ScanExcept(procDir, devs, nil)
 }
@@ -55,9 +59,10 @@ func ScanExcept(procDir string, devs []uint64, exclude []int) ([]Holder, error) 
 		pids = append(pids, pid)
 	}
 	slices.Sort(pids)
+	sc := &scanner{procDir: procDir, want: want, sdev: map[uint64]uint64{}, read: map[string]bool{}}
 	var out []Holder
 	for _, pid := range pids {
-		hs, err := scanPID(procDir, pid, want)
+		hs, err := sc.scanPID(pid)
 		if err != nil {
 			if gone(err) {
 				continue
@@ -77,13 +82,24 @@ func gone(err error) bool {
 
 type fileID struct{ dev, ino uint64 }
 
-func scanPID(procDir string, pid int, want map[uint64]bool) ([]Holder, error) {
-	dir := filepath.Join(procDir, strconv.Itoa(pid))
+// scanner holds what one Scan learns along the way.
+type scanner struct {
+	procDir string
+	want    map[uint64]bool
+	// sdev maps mount IDs (global across mount namespaces) to the device
+	// number of the mounted filesystem as mountinfo shows it (0 when the
+	// ID could not be found).
+	sdev map[uint64]uint64
+	read map[string]bool // mountinfo files already read
+}
+
+func (s *scanner) scanPID(pid int) ([]Holder, error) {
+	dir := filepath.Join(s.procDir, strconv.Itoa(pid))
 	cmd := command(dir)
 	var out []Holder
 	var exe fileID
 	for _, use := range []string{"cwd", "root", "exe"} {
-		id, path, ok := check(filepath.Join(dir, use), want)
+		id, path, ok := s.check(filepath.Join(dir, use), dir)
 		if use == "exe" {
 			exe = id
 		}
@@ -103,13 +119,13 @@ func scanPID(procDir string, pid int, want map[uint64]bool) ([]Holder, error) {
 	}
 	slices.Sort(fdNums)
 	for _, n := range fdNums {
-		if _, path, ok := check(filepath.Join(dir, "fd", strconv.Itoa(n)), want); ok {
+		if _, path, ok := s.check(filepath.Join(dir, "fd", strconv.Itoa(n)), dir); ok {
 			out = append(out, Holder{PID: pid, Command: cmd, Use: "fd " + strconv.Itoa(n), Path: path})
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, "maps"))
 	if err == nil {
-		maps, err := ParseMaps(f, want)
+		maps, err := ParseMaps(f, s.want)
 		f.Close()
 		if err != nil && !gone(err) {
 			return nil, fmt.Errorf("busy: %s/maps: %w", dir, err)
@@ -125,14 +141,36 @@ func scanPID(procDir string, pid int, want map[uint64]bool) ([]Holder, error) {
 }
 
 // check stats the magic link at p (following it) and reports whether its
-// target lies on one of the wanted devices, with the link's text.
-func check(p string, want map[uint64]bool) (fileID, string, bool) {
-	var st unix.Stat_t
-	if err := unix.Stat(p, &st); err != nil {
-		return fileID{}, "", false
+// target lies on one of the wanted devices, with the link's text. A
+// target matches when its st_dev is wanted, or when the filesystem of the
+// mount it was reached through is: overlayfs reports per-layer pseudo
+// st_dev numbers for non-directories (see docs/busy.md), so the mount ID
+// (statx STATX_MNT_ID) is mapped to the overlay's own device through
+// mountinfo. procPID is the process's /proc directory.
+func (s *scanner) check(p, procPID string) (fileID, string, bool) {
+	var stx unix.Statx_t
+	var id fileID
+	match := false
+	err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_INO|unix.STATX_MNT_ID, &stx)
+	if err == unix.ENOSYS {
+		var st unix.Stat_t
+		if err := unix.Stat(p, &st); err != nil {
+			return id, "", false
+		}
+		id = fileID{uint64(st.Dev), uint64(st.Ino)}
+		match = s.want[id.dev]
+	} else if err != nil {
+		return id, "", false
+	} else {
+		id = fileID{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino}
+		match = s.want[id.dev]
+		if !match && stx.Mask&unix.STATX_MNT_ID != 0 {
+			if d := s.mountDev(stx.Mnt_id, procPID); d != 0 {
+				match = s.want[d]
+			}
+		}
 	}
-	id := fileID{uint64(st.Dev), uint64(st.Ino)}
-	if !want[id.dev] {
+	if !match {
 		return id, "", false
 	}
 	path, err := os.Readlink(p)
@@ -140,6 +178,58 @@ func check(p string, want map[uint64]bool) (fileID, string, bool) {
 		path = p
 	}
 	return id, path, true
+}
+
+// mountDev returns the device of the filesystem mounted as mount ID id,
+// from the process's mountinfo (it may be in another mount namespace),
+// else from this process's; 0 when unknown.
+func (s *scanner) mountDev(id uint64, procPID string) uint64 {
+	if d, ok := s.sdev[id]; ok {
+		return d
+	}
+	for _, f := range []string{filepath.Join(procPID, "mountinfo"), "/proc/self/mountinfo"} {
+		if s.read[f] {
+			continue
+		}
+		s.read[f] = true
+		if r, err := os.Open(f); err == nil {
+			ParseMountinfo(r, s.sdev)
+			r.Close()
+		}
+		if d, ok := s.sdev[id]; ok {
+			return d
+		}
+	}
+	s.sdev[id] = 0
+	return 0
+}
+
+// ParseMountinfo adds "mount ID -> device" (st_dev encoding of the
+// major:minor field) for each line of /proc/PID/mountinfo text to m.
+func ParseMountinfo(r io.Reader, m map[uint64]uint64) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 3 {
+			continue
+		}
+		id, err := strconv.ParseUint(f[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		ma, mi, ok := strings.Cut(f[2], ":")
+		if !ok {
+			continue
+		}
+		major, err1 := strconv.ParseUint(ma, 10, 32)
+		minor, err2 := strconv.ParseUint(mi, 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		m[id] = unix.Mkdev(uint32(major), uint32(minor))
+	}
+	return sc.Err()
 }
 
 // command returns the process's comm, or argv[0] of its cmdline.

@@ -36,6 +36,8 @@ var (
 	// forceLegacy makes Attach skip LOOP_CONFIGURE and use LOOP_SET_FD +
 	// LOOP_SET_STATUS64, as on kernels before 5.8 (tests set it).
 	forceLegacy atomic.Bool
+	// counters for tests: how devices were bound, and free-device races lost
+	boundByConfigure, boundBySetFD, busyRetries atomic.Int64
 )
 
 // ErrNotApplied means the kernel accepted the ioctls but reports settings
@@ -89,14 +91,31 @@ func (d *Device) Close() error {
 }
 
 // Detach clears the device (LOOP_CLR_FD) through the handle Attach left
-// open, or by path when it is closed, then closes the handle. Like the
+// open, then closes the handle. When the handle is already closed it
+// reopens d.Path and clears it only if it is still bound to d's backing
+// file (same st_dev/st_ino), so a stale Device never clears a device that
+// has since been given to someone else (ENXIO then). Like the
 // package-level Detach it is deferred by the kernel while something else
 // still holds the device; use WaitDetached to confirm.
 func (d *Device) Detach() error {
-	if d.File == nil {
-		return Detach(d.Path)
+	f := d.File
+	if f == nil {
+		var err error
+		f, err = os.OpenFile(d.Path, os.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return &Error{Op: "detach", Device: d.Path, Backing: d.Backing, Err: errnoOf(err)}
+		}
+		defer f.Close()
+		info, err := unix.IoctlLoopGetStatus64(int(f.Fd()))
+		if err != nil {
+			return &Error{Op: "detach", Device: d.Path, Backing: d.Backing, Err: err}
+		}
+		if info.Device != d.Dev || info.Inode != d.Ino {
+			return &Error{Op: "detach", Device: d.Path, Backing: d.Backing,
+				Err: fmt.Errorf("%w: now bound to another file", unix.ENXIO)}
+		}
 	}
-	err := unix.IoctlSetInt(int(d.File.Fd()), unix.LOOP_CLR_FD, 0)
+	err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0)
 	cerr := d.Close()
 	if err != nil {
 		return &Error{Op: "detach", Device: d.Path, Backing: d.Backing, Err: err}
@@ -241,6 +260,7 @@ func Attach(backing string, opt Options) (*Device, error) {
 		op, err := bind(lf, bf, info)
 		if errors.Is(err, unix.EBUSY) {
 			// Someone else bound it first: it is theirs, ask again.
+			busyRetries.Add(1)
 			lf.Close()
 			lastErr = err
 			continue
@@ -274,6 +294,7 @@ func bind(lf, bf *os.File, info unix.LoopInfo64) (op string, retErr error) {
 	if !forceLegacy.Load() {
 		err := unix.IoctlLoopConfigure(fd, &unix.LoopConfig{Fd: uint32(bf.Fd()), Info: info})
 		if err == nil {
+			boundByConfigure.Add(1)
 			return "configure", nil
 		}
 		if err != unix.ENOTTY && err != unix.EINVAL {
@@ -299,6 +320,7 @@ func bind(lf, bf *os.File, info unix.LoopInfo64) (op string, retErr error) {
 	if err != nil {
 		return "set status", err
 	}
+	boundBySetFD.Add(1)
 	return "set status", nil
 }
 
@@ -409,6 +431,9 @@ func Detach(path string) error {
 	}
 	defer f.Close()
 	if err := unix.IoctlSetInt(int(f.Fd()), unix.LOOP_CLR_FD, 0); err != nil {
+		if err == unix.ENXIO {
+			return &Error{Op: "detach", Device: path, Err: fmt.Errorf("%w (not attached)", err)}
+		}
 		return &Error{Op: "detach", Device: path, Err: err}
 	}
 	return nil
