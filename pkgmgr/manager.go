@@ -1,0 +1,256 @@
+package pkgmgr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Op is a package-manager operation ovpkg knows how to drive.
+type Op string
+
+const (
+	OpInstall   Op = "install"   // install names or local package files
+	OpRemove    Op = "remove"    // remove, keeping configuration
+	OpPurge     Op = "purge"     // remove with configuration
+	OpUpdate    Op = "update"    // refresh the package lists
+	OpUpgrade   Op = "upgrade"   // upgrade everything, or the named packages
+	OpConfigure Op = "configure" // finish configuring what an interrupted run left unpacked
+	OpRaw       Op = "raw"       // the package manager with the user's own arguments
+)
+
+// ArgvOptions tunes Argv.
+type ArgvOptions struct {
+	Yes bool // answer yes (apt-get -y); without it the package manager may ask
+}
+
+// Manager is one package manager working on a root directory. The root
+// is seen merged (base + card) when the card is mounted: reads go through
+// the overlays, and so do the package manager's writes.
+type Manager interface {
+	// Name is the adapter's name as given to --pm ("apt", "opkg").
+	Name() string
+	// Root is the root directory the manager works on.
+	Root() string
+	// StatusPath is the status database relative to the root
+	// ("var/lib/dpkg/status").
+	StatusPath() string
+	// ParseStatus parses a status database in this manager's format.
+	ParseStatus(source string, r io.Reader) ([]Package, error)
+	// Files lists the paths pkg installed, from the root's database.
+	Files(pkg string) ([]string, error)
+	// Argv is the command line for op with args (package names or files).
+	Argv(op Op, args []string, o ArgvOptions) ([]string, error)
+	// PlanInstall works out what installing args brings in: packages,
+	// installed and download sizes, and (when download is set, after
+	// fetching the archives) every path they write.
+	PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error)
+	// PlanRemove works out what removing args takes away (dependants too).
+	PlanRemove(ctx context.Context, args []string) (*Plan, error)
+	// RecoverHint is the ovpkg command that finishes what an interrupted
+	// run left half-done.
+	RecoverHint() string
+}
+
+// Plan is what an operation would do.
+type Plan struct {
+	Install      []Package           `json:"install,omitempty"`
+	Remove       []Package           `json:"remove,omitempty"`
+	InstallSize  int64               `json:"install_size"`  // bytes the new packages occupy once installed
+	DownloadSize int64               `json:"download_size"` // bytes of archives still to fetch
+	Paths        map[string][]string `json:"-"`             // package key -> paths in its archive ("usr/bin/x"), when known
+	Dirs         map[string][]string `json:"-"`             // package key -> directory entries in its archive
+	Archives     []string            `json:"archives,omitempty"`
+	Fetched      []string            `json:"-"` // archives this plan downloaded (absent before): removable after install
+}
+
+// Exec runs a helper command (dpkg-deb, apt-get -s, apt-cache) to
+// completion and returns its output. Tests inject canned output.
+type Exec func(ctx context.Context, argv []string) (stdout, stderr []byte, err error)
+
+// HostExec runs argv on the host; with a root other than "/" it runs
+// chrooted into it.
+func HostExec(root string) Exec {
+	return func(ctx context.Context, argv []string) ([]byte, []byte, error) {
+		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+		if root != "" && root != "/" {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
+			cmd.Dir = "/"
+		}
+		cmd.Env = append(os.Environ(), "LC_ALL=C", "DEBIAN_FRONTEND=noninteractive")
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		if err != nil {
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				err = &CommandError{Argv: argv, Code: ee.ExitCode(), Stderr: se.String(), Stdout: so.String()}
+			} else {
+				err = &CommandError{Argv: argv, Code: -1, Err: err}
+			}
+		}
+		return so.Bytes(), se.Bytes(), err
+	}
+}
+
+// CommandError is a helper or package-manager command that failed.
+type CommandError struct {
+	Argv           []string
+	Code           int // exit code; -1 when it could not start
+	Stdout, Stderr string
+	Err            error
+}
+
+func (e *CommandError) Error() string {
+	s := strings.Join(e.Argv, " ")
+	if e.Err != nil {
+		return s + ": " + e.Err.Error()
+	}
+	msg := firstErrorLine(e.Stderr + "\n" + e.Stdout)
+	if msg == "" {
+		return fmt.Sprintf("%s: exit status %d", s, e.Code)
+	}
+	return fmt.Sprintf("%s: exit status %d: %s", s, e.Code, msg)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// firstErrorLine picks the most telling line of a tool's output: apt's
+// "E: ...", dpkg's "dpkg-deb: error: ...", else the first non-empty line.
+func firstErrorLine(s string) string {
+	var first string
+	for _, l := range strings.Split(s, "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" {
+			continue
+		}
+		if strings.HasPrefix(l, "E: ") || strings.Contains(l, "error:") || strings.HasPrefix(l, " * opkg") {
+			return l
+		}
+		if first == "" {
+			first = l
+		}
+	}
+	return first
+}
+
+// Errors callers tell apart with errors.Is.
+var (
+	ErrNoManager      = errors.New("no package manager found")
+	ErrUnknownPackage = errors.New("unknown package")
+	ErrBadArchive     = errors.New("not a valid package file")
+	ErrNotInstalled   = errors.New("package not installed")
+)
+
+// adapter describes one package manager: how to recognise it in a root
+// and how to make it. Adding apk is one more entry (and apk.go).
+type adapter struct {
+	name    string
+	present func(root string) bool // the root has this manager's binary and database
+	make    func(root string, x Exec) Manager
+}
+
+var adapters = []adapter{
+	{name: "apt", present: aptPresent, make: func(root string, x Exec) Manager { return NewApt(root, x) }},
+	{name: "opkg", present: opkgPresent, make: func(root string, x Exec) Manager { return NewOpkg(root, x) }},
+}
+
+// Names lists the adapters --pm accepts.
+func Names() []string {
+	var n []string
+	for _, a := range adapters {
+		n = append(n, a.name)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// Detect returns the manager for root: the one named by override when it
+// is set, else the first whose binary and database the root has. x runs
+// helper commands (nil: HostExec(root)).
+func Detect(root, override string, x Exec) (Manager, error) {
+	if x == nil {
+		x = HostExec(root)
+	}
+	for _, a := range adapters {
+		if override != "" && override != a.name {
+			continue
+		}
+		if a.present(root) {
+			return a.make(root, x), nil
+		}
+		if override != "" {
+			return nil, fmt.Errorf("--pm %s: %w in %s (its program or status database is missing)", override, ErrNoManager, root)
+		}
+	}
+	if override != "" {
+		return nil, fmt.Errorf("--pm %s: unknown package manager (known: %s)", override, strings.Join(Names(), ", "))
+	}
+	return nil, fmt.Errorf("%w in %s: neither dpkg (var/lib/dpkg/status, usr/bin/dpkg) nor opkg (usr/lib/opkg/status, bin/opkg); choose one with --pm", ErrNoManager, root)
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+func isFileArg(a string) bool {
+	return strings.Contains(a, "/") || strings.HasSuffix(a, ".deb") || strings.HasSuffix(a, ".ipk")
+}
+
+// checkNames refuses arguments that would be read as options.
+func checkNames(args []string) error {
+	for _, a := range args {
+		if a == "" || strings.HasPrefix(a, "-") {
+			return fmt.Errorf("%q is not a package name or file", a)
+		}
+	}
+	return nil
+}
+
+// absFiles makes local package file arguments absolute (apt wants a path
+// with a slash; the package manager may run with another cwd).
+func absFiles(args []string) ([]string, error) {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if isFileArg(a) {
+			p, err := filepath.Abs(a)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = p
+		}
+	}
+	return out, nil
+}
+
+// readStatusFile parses the manager's database at path; a missing file is
+// an empty database.
+func readStatusFile(m Manager, path string) ([]Package, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return m.ParseStatus(path, f)
+}
+
+// Installed reads m's database through the (merged) root.
+func Installed(m Manager) ([]Package, error) {
+	return readStatusFile(m, filepath.Join(m.Root(), m.StatusPath()))
+}
+
+// ReadStatus parses m's database at path (a missing file is empty).
+func ReadStatus(m Manager, path string) ([]Package, error) { return readStatusFile(m, path) }

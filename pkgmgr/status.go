@@ -1,0 +1,137 @@
+package pkgmgr
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Package is one entry of a package database (or of a plan).
+type Package struct {
+	Name          string   `json:"name"`
+	Version       string   `json:"version"`
+	Arch          string   `json:"arch,omitempty"`
+	State         string   `json:"state,omitempty"` // dpkg/opkg status word: installed, unpacked, half-configured, config-files...
+	InstalledSize int64    `json:"installed_size"`  // bytes
+	Depends       string   `json:"depends,omitempty"`
+	Essential     bool     `json:"essential,omitempty"`
+	Conffiles     []string `json:"conffiles,omitempty"`
+}
+
+// Installed reports whether the package's files are on the system (any
+// state except not-installed and config-files).
+func (p Package) Installed() bool {
+	switch p.State {
+	case "", "not-installed", "config-files":
+		return false
+	}
+	return true
+}
+
+// Broken reports whether the package manager stopped half-way through it
+// (unpacked but not configured, half-installed, triggers pending...).
+func (p Package) Broken() bool {
+	switch p.State {
+	case "", "installed", "not-installed", "config-files":
+		return false
+	}
+	return true
+}
+
+// Key is the name plus, when set, the architecture ("libc6:amd64").
+func (p Package) Key() string {
+	if p.Arch == "" || p.Arch == "all" {
+		return p.Name
+	}
+	return p.Name + ":" + p.Arch
+}
+
+// ParseDpkgStatus reads /var/lib/dpkg/status (Installed-Size in KiB).
+// Entries in state not-installed are dropped.
+func ParseDpkgStatus(source string, r io.Reader) ([]Package, error) {
+	return parseStatus(source, r, 1024)
+}
+
+// ParseOpkgStatus reads opkg's status file (/usr/lib/opkg/status on
+// OpenWrt; Installed-Size in bytes).
+func ParseOpkgStatus(source string, r io.Reader) ([]Package, error) {
+	return parseStatus(source, r, 1)
+}
+
+func parseStatus(source string, r io.Reader, sizeUnit int64) ([]Package, error) {
+	st, err := ParseStanzas(source, r)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Package, 0, len(st))
+	for _, s := range st {
+		p, err := packageFromStanza(source, s, sizeUnit)
+		if err != nil {
+			return nil, err
+		}
+		if p.State == "not-installed" {
+			continue
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, nil
+}
+
+func packageFromStanza(source string, s Stanza, sizeUnit int64) (Package, error) {
+	p := Package{
+		Name:    s.Get("Package"),
+		Version: s.Get("Version"),
+		Arch:    s.Get("Architecture"),
+		Depends: s.Get("Depends"),
+	}
+	if p.Name == "" {
+		return p, &SyntaxError{source, s.Line, "stanza without a Package field"}
+	}
+	p.Essential = strings.EqualFold(s.Get("Essential"), "yes")
+	if st := strings.Fields(s.Get("Status")); len(st) == 3 {
+		p.State = st[2]
+	} else if len(st) != 0 {
+		return p, &SyntaxError{source, s.Line, fmt.Sprintf("package %s: Status %q is not three words", p.Name, s.Get("Status"))}
+	}
+	if v := s.Get("Installed-Size"); v != "" {
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil || n < 0 {
+			return p, &SyntaxError{source, s.Line, fmt.Sprintf("package %s: bad Installed-Size %q", p.Name, v)}
+		}
+		p.InstalledSize = n * sizeUnit
+	}
+	for _, l := range strings.Split(s.Get("Conffiles"), "\n") {
+		if f := strings.Fields(l); len(f) > 0 {
+			p.Conffiles = append(p.Conffiles, f[0])
+		}
+	}
+	return p, nil
+}
+
+// Index maps Key() and, where unambiguous, the bare name to packages.
+type Index map[string]Package
+
+// NewIndex indexes pkgs by Key() and by bare name.
+func NewIndex(pkgs []Package) Index {
+	ix := Index{}
+	count := map[string]int{}
+	for _, p := range pkgs {
+		count[p.Name]++
+	}
+	for _, p := range pkgs {
+		ix[p.Key()] = p
+		if count[p.Name] == 1 {
+			ix[p.Name] = p
+		}
+	}
+	return ix
+}
+
+// Lookup finds name ("pkg" or "pkg:arch").
+func (ix Index) Lookup(name string) (Package, bool) {
+	p, ok := ix[name]
+	return p, ok
+}
