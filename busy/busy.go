@@ -98,6 +98,7 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 	cmd := command(dir)
 	var out []Holder
 	var exe fileID
+	exePath, _ := os.Readlink(filepath.Join(dir, "exe"))
 	for _, use := range []string{"cwd", "root", "exe"} {
 		id, path, ok := s.check(filepath.Join(dir, use), dir)
 		if use == "exe" {
@@ -131,8 +132,11 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 			return nil, fmt.Errorf("busy: %s/maps: %w", dir, err)
 		}
 		for _, m := range maps {
-			if (fileID{m.Dev, m.Ino}) == exe {
-				continue // the executable, already reported as "exe"
+			if m.Ino == exe.ino && (m.Dev == exe.dev || m.Path == exePath) {
+				// The executable, already reported as "exe" (through an
+				// overlay, maps shows the overlay's device where stat
+				// shows a layer's pseudo device).
+				continue
 			}
 			out = append(out, Holder{PID: pid, Command: cmd, Use: "mmap", Path: m.Path})
 		}
