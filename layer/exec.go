@@ -1,0 +1,395 @@
+package layer
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Options tune Squash and Copy.
+type Options struct {
+	// KeepWhiteouts: the result will sit over a base (Squash of card
+	// layers): keep whiteouts that may hide a base entry and mark opaque
+	// the directories that hid lower contents. Without it the result is a
+	// plain tree with no overlay markers.
+	KeepWhiteouts bool
+	// Link hard-links non-directories from the layers instead of copying
+	// them (result on the same filesystem as the layers).
+	Link bool
+	// Workers copying file contents in parallel (default: min(4, CPUs)).
+	Workers int
+	// Progress, if set, is called from one goroutine about every
+	// ProgressEvery and once at the end.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+}
+
+// Progress is how far a Squash or Copy got.
+type Progress struct {
+	Files, TotalFiles int64 // non-directories
+	Bytes, TotalBytes int64 // regular file bytes (apparent size)
+}
+
+// Stats is what a Squash or Copy wrote.
+type Stats struct {
+	Dirs, Files, Whiteouts int64
+	Bytes                  int64
+}
+
+// Squash writes the merged view of layers (bottom to top) into dst, which
+// must be missing or an empty directory. On error dst is left partly
+// written; the caller removes it (the layers are never modified).
+func Squash(dst string, layers []string, opt Options) (Stats, error) {
+	p := &planner{keepWhiteouts: opt.KeepWhiteouts}
+	if err := p.plan(layers); err != nil {
+		return Stats{}, err
+	}
+	return execute(dst, p, opt, true)
+}
+
+// Copy copies the tree src to dst like `cp -a`: everything, overlay
+// whiteouts and xattrs included, nothing interpreted. dst must be missing
+// or an empty directory.
+func Copy(dst, src string, opt Options) (Stats, error) {
+	p := &planner{raw: true}
+	opt.Link = false
+	if err := p.plan([]string{src}); err != nil {
+		return Stats{}, err
+	}
+	return execute(dst, p, opt, false)
+}
+
+func prepareDst(dst string) error {
+	if err := os.Mkdir(dst, 0o700); err != nil {
+		if !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		names, err := readNames(dst)
+		if err != nil {
+			return err
+		}
+		if len(names) > 0 {
+			return &os.PathError{Op: "squash into", Path: dst, Err: unix.ENOTEMPTY}
+		}
+	}
+	return nil
+}
+
+type inodeKey struct{ dev, ino uint64 }
+
+type job struct {
+	dst string
+	o   *op
+}
+
+func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, retErr error) {
+	if err := prepareDst(dst); err != nil {
+		return st, err
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = min(4, runtime.NumCPU())
+	}
+	var files, bytes atomic.Int64
+	var firstErr error
+	var errMu sync.Mutex
+	var failed atomic.Bool
+	fail := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+		failed.Store(true)
+	}
+
+	// progress reporter
+	stopProgress := func() {}
+	report := func() {}
+	if opt.Progress != nil {
+		report = func() {
+			opt.Progress(Progress{Files: files.Load(), TotalFiles: p.files, Bytes: bytes.Load(), TotalBytes: p.bytes})
+		}
+		every := opt.ProgressEvery
+		if every <= 0 {
+			every = 250 * time.Millisecond
+		}
+		done := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-t.C:
+					report()
+				}
+			}
+		}()
+		stopProgress = func() { close(done); wg.Wait() }
+	}
+
+	jobs := make(chan job, 64)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 128<<10)
+			for j := range jobs {
+				if failed.Load() {
+					continue
+				}
+				n, err := copyRegular(j.dst, j.o.src, &j.o.st, skipOverlay, buf)
+				if err != nil {
+					fail(err)
+					continue
+				}
+				files.Add(1)
+				bytes.Add(n)
+			}
+		}()
+	}
+
+	type link struct {
+		from, to string
+		size     int64
+	}
+	var links []link
+	var dirs []*op
+	firsts := map[inodeKey]string{}
+	for i := range p.ops {
+		if failed.Load() {
+			break
+		}
+		o := &p.ops[i]
+		path := filepath.Join(dst, o.rel)
+		var err error
+		switch o.kind {
+		case opDir:
+			if o.rel != "" {
+				err = os.Mkdir(path, 0o700)
+			}
+			dirs = append(dirs, o)
+			st.Dirs++
+		case opWhiteout:
+			err = MakeWhiteout(path)
+			st.Whiteouts++
+		case opFile:
+			st.Files++
+			if opt.Link {
+				if err = os.Link(o.src, path); err == nil {
+					files.Add(1)
+					if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
+						bytes.Add(o.st.Size)
+					}
+				}
+				break
+			}
+			if o.st.Nlink > 1 {
+				k := inodeKey{o.st.Dev, o.st.Ino}
+				if first, ok := firsts[k]; ok {
+					links = append(links, link{first, path, o.st.Size})
+					break
+				}
+				firsts[k] = path
+			}
+			if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
+				jobs <- job{dst: path, o: o}
+				break
+			}
+			if err = copySpecial(path, o.src, &o.st, skipOverlay); err == nil {
+				files.Add(1)
+			}
+		}
+		if err != nil {
+			fail(err)
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	defer func() {
+		stopProgress()
+		report()
+	}()
+	if firstErr != nil {
+		return st, firstErr
+	}
+	for _, l := range links {
+		if err := os.Link(l.from, l.to); err != nil {
+			return st, err
+		}
+		files.Add(1)
+		bytes.Add(l.size)
+	}
+	// Directory metadata last, deepest first, so that creating entries
+	// does not disturb times and read-only modes do not block writing.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		o := dirs[i]
+		path := filepath.Join(dst, o.rel)
+		if err := copyXattrs(path, o.src, skipOverlay); err != nil {
+			return st, err
+		}
+		if o.opaque {
+			if err := SetOpaque(path); err != nil {
+				return st, err
+			}
+		}
+		if err := setOwnerMode(path, &o.st); err != nil {
+			return st, err
+		}
+		if err := setTimes(path, &o.st); err != nil {
+			return st, err
+		}
+	}
+	st.Bytes = bytes.Load()
+	return st, nil
+}
+
+// copySpecial creates a symlink, device node, fifo or socket like src.
+func copySpecial(dst, src string, st *unix.Stat_t, skipOverlay bool) error {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		target, err := os.Readlink(src)
+		if err != nil {
+			return err
+		}
+		if err := os.Symlink(target, dst); err != nil {
+			return err
+		}
+	default:
+		if err := unix.Mknod(dst, st.Mode, int(st.Rdev)); err != nil {
+			return &os.PathError{Op: "mknod", Path: dst, Err: err}
+		}
+	}
+	if err := copyXattrs(dst, src, skipOverlay); err != nil {
+		return err
+	}
+	if err := setOwnerMode(dst, st); err != nil {
+		return err
+	}
+	return setTimes(dst, st)
+}
+
+// copyRegular copies a regular file's contents (holes kept), xattrs,
+// owner, mode and times. It returns the apparent size copied.
+func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte) (int64, error) {
+	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	if err := copyData(out, in, st.Size, st.Blocks*512 < st.Size, buf); err != nil {
+		out.Close()
+		return 0, &os.PathError{Op: "copy to", Path: dst, Err: err}
+	}
+	if err := out.Close(); err != nil {
+		return 0, err
+	}
+	if err := copyXattrs(dst, src, skipOverlay); err != nil {
+		return 0, err
+	}
+	if err := setOwnerMode(dst, st); err != nil {
+		return 0, err
+	}
+	return st.Size, setTimes(dst, st)
+}
+
+// copyData copies size bytes; sparse files are copied extent by extent
+// (SEEK_DATA/SEEK_HOLE) and the holes left unwritten.
+func copyData(out, in *os.File, size int64, sparse bool, buf []byte) error {
+	if size == 0 {
+		return nil
+	}
+	if !sparse {
+		if err := copyRange(out, in, 0, size, buf); err != nil {
+			return err
+		}
+		return nil
+	}
+	ifd := int(in.Fd())
+	var off int64
+	for off < size {
+		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
+		if errors.Is(err, unix.ENXIO) {
+			break // only a hole left
+		}
+		if err != nil {
+			// no SEEK_DATA: copy everything
+			return copyRange(out, in, 0, size, buf)
+		}
+		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = size
+		}
+		if err := copyRange(out, in, data, hole-data, buf); err != nil {
+			return err
+		}
+		off = hole
+	}
+	return out.Truncate(size)
+}
+
+var noCopyFileRange atomic.Bool
+
+// copyRange copies n bytes at off from in to out at the same offset, with
+// copy_file_range where the kernel can, else pread/pwrite.
+func copyRange(out, in *os.File, off, n int64, buf []byte) error {
+	ifd, ofd := int(in.Fd()), int(out.Fd())
+	if !noCopyFileRange.Load() {
+		roff, woff := off, off
+		left := n
+		for left > 0 {
+			c, err := unix.CopyFileRange(ifd, &roff, ofd, &woff, int(min(left, 1<<30)), 0)
+			if err != nil {
+				if left == n && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
+					errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+					break // fall back below
+				}
+				return err
+			}
+			if c == 0 {
+				return io.ErrUnexpectedEOF
+			}
+			left -= int64(c)
+		}
+		if left == 0 {
+			return nil
+		}
+	}
+	for done := int64(0); done < n; {
+		want := min(int64(len(buf)), n-done)
+		r, err := in.ReadAt(buf[:want], off+done)
+		if r > 0 {
+			if _, werr := out.WriteAt(buf[:r], off+done); werr != nil {
+				return werr
+			}
+			done += int64(r)
+		}
+		if err != nil {
+			if err == io.EOF && done == n {
+				break
+			}
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
