@@ -505,4 +505,3 @@ umount $D/m2 $D/m1
 		t.Fatalf("empty merged view: %s", r)
 	}
 }
-
