@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -81,6 +82,10 @@ func Copy() (*os.File, error) {
 	fd, err := unix.MemfdCreate("ovpkg", unix.MFD_CLOEXEC|unix.MFD_EXEC)
 	if errors.Is(err, unix.EINVAL) {
 		fd, err = unix.MemfdCreate("ovpkg", unix.MFD_CLOEXEC)
+	}
+	if errors.Is(err, unix.EACCES) {
+		b, _ := os.ReadFile("/proc/sys/vm/memfd_noexec")
+		return nil, fmt.Errorf("selfexec: memfd_create(MFD_EXEC): %w (vm.memfd_noexec=%s forbids executable memfds)", err, strings.TrimSpace(string(b)))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("selfexec: memfd_create: %w", err)
