@@ -1,0 +1,82 @@
+package app
+
+import (
+	"encoding/json"
+	"io"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ovpkg/ovpkg/mountset"
+)
+
+var (
+	forceFlag = &cli.BoolFlag{
+		Name:  "force",
+		Usage: "mount a card whose filesystem was not cleanly unmounted without checking it first",
+	}
+	trustFlag = &cli.BoolFlag{
+		Name:  "trust",
+		Usage: "mount an image whose filesystem UUID the config does not know (SD_UUID)",
+	}
+)
+
+func ovmountCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ovmount",
+		Aliases:   []string{"mount"},
+		Usage:     "attach the card image and overlay the root directories",
+		UsageText: "ovmount [--config FILE] [--root DIR] [--force] [--trust] [--json]",
+		Description: `Reads the config (SD_ROOTFS, SD_UUID, MOUNTPOINT, OVERLAY_DIRS, RUN_DIR) after checking
+it is a root-owned, not group/world-writable regular file; validates the image's partition
+table and filesystem; attaches its partition to a loop device (autoclear); mounts it on
+MOUNTPOINT (default /overlay; noatime,nosuid,nodev,noexec,errors=remount-ro); and mounts one
+overlayfs over each overlaid directory (default usr etc var opt, plus bin sbin lib lib64 where
+they are real directories), upper layers on the card. What was mounted is recorded in
+RUN_DIR/mounts.json for uovmount and eject.
+
+All or nothing: if any step fails, everything done so far is undone (loop device included).
+Idempotent: when the card is already mounted, says so and changes nothing. A card whose
+filesystem was not cleanly unmounted is checked with e2fsck -p first (refused with the repair
+command when that fails or e2fsck is missing; --force mounts it unchecked). An image whose
+UUID differs from SD_UUID is refused unless --trust.
+
+Exit status: 0 mounted (or already mounted), 1 failure (nothing left mounted), 2 usage.`,
+		Flags:  []cli.Flag{configFlag, rootFlag, forceFlag, trustFlag, jsonFlag},
+		Action: ovmountAction,
+	}
+}
+
+// mountsetOptions builds mountset.Options from the shared flags.
+func mountsetOptions(c *cli.Context) mountset.Options {
+	var out io.Writer = c.App.Writer
+	if c.Bool("json") {
+		out = io.Discard
+	}
+	return mountset.Options{
+		ConfigPath: c.String("config"),
+		Root:       c.String("root"),
+		Force:      c.Bool("force"), // false for commands without the flag
+		Trust:      c.Bool("trust"),
+		Out:        out,
+	}
+}
+
+func ovmountAction(c *cli.Context) error {
+	if c.NArg() > 0 {
+		return usagef("ovmount takes no arguments (got %q); the image comes from the config", c.Args().First())
+	}
+	rec, err := mountset.Up(mountsetOptions(c))
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, rec)
+	}
+	return nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

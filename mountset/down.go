@@ -1,0 +1,249 @@
+package mountset
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpkg/ovpkg/busy"
+	"github.com/ovpkg/ovpkg/internal/selfexec"
+	"github.com/ovpkg/ovpkg/loop"
+	"github.com/ovpkg/ovpkg/mount"
+	"github.com/ovpkg/ovpkg/overlay"
+)
+
+// ReexecMarker is the environment variable selfexec sets in the in-memory
+// copy of the binary.
+const ReexecMarker = "OVPKG_REEXECUTED"
+
+// BusyError lists the processes that hold the mounts eject or uovmount
+// would remove.
+type BusyError struct {
+	What    string // "the overlays", "the card"
+	Holders []busy.Holder
+}
+
+func (e *BusyError) Error() string {
+	var hs []string
+	for _, h := range e.Holders {
+		hs = append(hs, h.String())
+	}
+	return fmt.Sprintf("%s %s: %s; nothing was unmounted (stop them, or leave that directory, and try again)",
+		e.What, ErrBusy, strings.Join(hs, ", "))
+}
+
+func (e *BusyError) Unwrap() error { return ErrBusy }
+
+// checkBusy refuses when another process holds one of devs.
+func checkBusy(opt Options, devs []uint64, what string) error {
+	hs, err := busy.ScanExcept(opt.procDir(), devs, []int{os.Getpid()})
+	if err != nil {
+		return fmt.Errorf("looking for processes that use %s: %w", what, err)
+	}
+	if len(hs) > 0 {
+		return &BusyError{What: what, Holders: hs}
+	}
+	return nil
+}
+
+// leaveMounts makes sure the running program does not pin what it is
+// about to unmount: when its executable lies on one of devs or under one
+// of the overlaid targets, it re-executes from a memfd copy (this call
+// then does not return); otherwise it only moves its working directory
+// to /.
+func leaveMounts(devs []uint64, targets []string) error {
+	if selfexec.Reexecuted(ReexecMarker) {
+		return unix.Chdir("/")
+	}
+	force := false
+	if exe, err := os.Readlink("/proc/self/exe"); err == nil {
+		for _, t := range targets {
+			if t != "/" && strings.HasPrefix(exe, filepath.Clean(t)+"/") {
+				force = true
+			}
+		}
+	}
+	if err := selfexec.FromMemory(ReexecMarker, devs, force); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
+}
+
+// preflight reads the record without the lock, for the re-exec decision.
+func preflight(opt Options) (*env, *Record, mount.Table, error) {
+	e, err := loadEnv(opt, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	rec, err := readRecord(e.runDir)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if rec == nil {
+		return nil, nil, nil, ErrNotMounted
+	}
+	tab, err := mount.Self()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return e, rec, tab, nil
+}
+
+func targets(rec *Record) []string {
+	var ts []string
+	for _, m := range rec.Overlays {
+		ts = append(ts, m.Target)
+	}
+	return ts
+}
+
+// Down is uovmount: unmount the recorded overlays, newest first; the card
+// stays mounted. It refuses, changing nothing, while a process holds a
+// file on an overlay.
+func Down(opt Options) (*Record, error) {
+	e, rec, tab, err := preflight(opt)
+	if err != nil {
+		return nil, err
+	}
+	var ovDevs []uint64
+	for _, m := range rec.Overlays {
+		if o := tab.OverlayUsingUpper(m.Upper); o != nil && o.Mountpoint == filepath.Clean(m.Target) {
+			ovDevs = append(ovDevs, mount.Dev(o))
+		}
+	}
+	if err := leaveMounts(ovDevs, targets(rec)); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(e.runDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if rec, err = readRecord(e.runDir); err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, ErrNotMounted
+	}
+	if tab, err = mount.Self(); err != nil {
+		return nil, err
+	}
+	up := rec.state(tab)
+	if rec.State == StateGone {
+		removeRecord(e.runDir)
+		return nil, ErrNotMounted
+	}
+	if len(up) == 0 {
+		printf(opt, "no overlays are mounted; the card stays on %s\n", rec.CardMount)
+		return rec, nil
+	}
+	devs := rec.devices(tab)
+	if err := checkBusy(opt, devs[:len(devs)-1], "the overlays are"); err != nil {
+		return nil, err
+	}
+	if err := overlay.Unstack(up); err != nil {
+		return nil, err
+	}
+	for i := len(up) - 1; i >= 0; i-- {
+		printf(opt, "unmounted %s\n", up[i].Target)
+	}
+	rec.State = StateCardOnly
+	return rec, nil
+}
+
+// Eject unmounts the overlays and the card, flushes it, confirms the loop
+// device is gone and only then says the card is safe to remove. While any
+// process (other than this one) holds a file, directory, root or mapping
+// on an overlay or on the card, it refuses, naming each one, and leaves
+// everything mounted. It never unmounts lazily.
+func Eject(opt Options) (*Record, error) {
+	e, rec, tab, err := preflight(opt)
+	if err != nil {
+		return nil, err
+	}
+	if err := leaveMounts(rec.devices(tab), targets(rec)); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(e.runDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if rec, err = readRecord(e.runDir); err != nil {
+		return nil, err
+	}
+	if rec == nil {
+		return nil, ErrNotMounted
+	}
+	if tab, err = mount.Self(); err != nil {
+		return nil, err
+	}
+	up := rec.state(tab)
+	if rec.State == StateGone {
+		removeRecord(e.runDir)
+		return nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
+	}
+	if err := checkBusy(opt, rec.devices(tab), "the card is"); err != nil {
+		return nil, err
+	}
+	if err := overlay.Unstack(up); err != nil {
+		return nil, err
+	}
+	for i := len(up) - 1; i >= 0; i-- {
+		printf(opt, "unmounted %s\n", up[i].Target)
+	}
+	cardMnt := tab.Lookup(rec.CardMount)
+	if cardMnt != nil && cardMnt.Source == rec.Loop {
+		if err := syncCard(rec.CardMount); err != nil {
+			return nil, fmt.Errorf("flushing the card failed, so it is NOT safe to remove (the overlays are unmounted, the card stays mounted on %s): %w", rec.CardMount, err)
+		}
+		if err := mount.Unmount(rec.CardMount, 0); err != nil {
+			return nil, fmt.Errorf("the overlays are unmounted but the card is not: %w", err)
+		}
+		printf(opt, "unmounted %s\n", rec.CardMount)
+	}
+	// The device was attached with autoclear: the kernel detaches it when
+	// the card mount goes. Confirm, and clear it ourselves if it lingers
+	// (only if it still has our image).
+	d := &loop.Device{Path: rec.Loop}
+	if ds, err := loop.Lookup(rec.Image); err == nil {
+		for _, x := range ds {
+			if x.Path == rec.Loop {
+				d = &x
+			}
+		}
+	}
+	if d.Backing != "" {
+		if err := loop.WaitDetached(d, detachTimeout); err != nil {
+			if derr := loop.Detach(d.Path); derr != nil && !errors.Is(derr, unix.ENXIO) {
+				return nil, fmt.Errorf("loop device %s is still attached to %s: %w", d.Path, rec.Image, derr)
+			}
+			if err := loop.WaitDetached(d, detachTimeout); err != nil {
+				return nil, fmt.Errorf("loop device %s is still attached to %s, so the card is NOT safe to remove: %w", d.Path, rec.Image, err)
+			}
+		}
+	}
+	if err := removeRecord(e.runDir); err != nil {
+		return nil, err
+	}
+	rec.State = StateGone
+	printf(opt, "card is safe to remove\n")
+	return rec, nil
+}
+
+// syncCard flushes the card filesystem (syncfs) and reports its error.
+func syncCard(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := unix.Syncfs(fd); err != nil {
+		return &os.PathError{Op: "syncfs", Path: dir, Err: err}
+	}
+	return nil
+}

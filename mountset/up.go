@@ -1,0 +1,321 @@
+package mountset
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpkg/ovpkg/card"
+	"github.com/ovpkg/ovpkg/config"
+	"github.com/ovpkg/ovpkg/image"
+	"github.com/ovpkg/ovpkg/loop"
+	"github.com/ovpkg/ovpkg/mount"
+	"github.com/ovpkg/ovpkg/overlay"
+)
+
+// CardFlags are the mount flags of the card filesystem itself: no access
+// time writes (flash wear), and nothing on a card taken at face value when
+// reached directly under MOUNTPOINT: no setuid, no device nodes, no
+// execution. (These flags do not reach through the overlays; see the
+// overlay package for what does.)
+const CardFlags = unix.MS_NOATIME | unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+// CardData are the card filesystem's options: a filesystem error makes
+// the card read-only instead of corrupting it further.
+const CardData = "errors=remount-ro"
+
+// detachTimeout bounds the wait for an autoclear loop device to go.
+const detachTimeout = 10 * time.Second
+
+// beforeOverlay is a test seam: tests of this package may make the i-th
+// overlay fail. The commands never set it.
+var beforeOverlay func(i int, m overlay.Mount) error
+
+// Up is ovmount: attach and mount the card and stack the overlays, all or
+// nothing. When the card is already mounted as recorded it changes
+// nothing and returns the record with AlreadyMounted set; after uovmount
+// (card still mounted) it stacks the overlays again.
+func Up(opt Options) (*Record, error) {
+	e, err := loadEnv(opt, true)
+	if err != nil {
+		return nil, err
+	}
+	if e.image == "" {
+		return nil, &config.Error{Path: e.cfgPath, Msg: config.KeyImage + " is not set (run mkoverlay, or add " + config.KeyImage + "=/path/to/card.img)"}
+	}
+	unlock, err := lockDir(e.runDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	tab, err := mount.Self()
+	if err != nil {
+		return nil, err
+	}
+	rec, err := readRecord(e.runDir)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil {
+		up := rec.state(tab)
+		if rec.State != StateGone && (rec.Image != e.image || rec.Root != e.root) {
+			return nil, fmt.Errorf("another card is mounted (%s over %s, record %s); eject it first", rec.Image, rec.Root, recordPath(e.runDir))
+		}
+		switch rec.State {
+		case StateMounted:
+			printf(opt, "%s is already mounted on %s with %d overlays; nothing changed\n", rec.Image, rec.CardMount, len(rec.Overlays))
+			rec.AlreadyMounted = true
+			return rec, nil
+		case StateCardOnly, StatePartial:
+			return restack(opt, e, rec, tab, up)
+		case StateGone:
+			// The mounts went away without eject (umount by hand, or the
+			// record outlived them): start afresh.
+			if err := removeRecord(e.runDir); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return upFresh(opt, e, tab)
+}
+
+func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
+	if m := tab.Lookup(e.mountPoint); m != nil {
+		return nil, fmt.Errorf("%s is already a mount point (%s %s), not one ovpkg recorded; unmount it or set %s", e.mountPoint, m.FSType, m.Source, config.KeyMountPoint)
+	}
+	if st, err := os.Stat(e.root); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("root %s is not a directory", e.root)
+	}
+	dirs, err := OverlayDirs(e.dirsValue, e.root, e.mountPoint)
+	if err != nil {
+		return nil, err
+	}
+
+	// An image someone else attached (and maybe mounted) is not ours to
+	// check, repair or mount a second time.
+	if ds, err := loop.Lookup(e.image); err == nil && len(ds) > 0 {
+		return nil, fmt.Errorf("%s is already attached to %s but not mounted by ovpkg; if nothing uses it, detach it (losetup -d %s) and run ovmount again", e.image, ds[0].Path, ds[0].Path)
+	}
+	// Validate the image before any ioctl.
+	info, err := image.Inspect(e.image)
+	needFsck := false
+	if err != nil {
+		if info != nil && (errors.Is(err, image.ErrUnclean) || errors.Is(err, image.ErrFSErrors)) {
+			needFsck = true
+		} else {
+			return nil, err
+		}
+	}
+	if e.uuid == "" && !opt.Trust {
+		return nil, fmt.Errorf("%w: %s has no %s, so %s (UUID %s) cannot be checked; mount it anyway with --trust, or re-record it with mkoverlay", ErrUnknownImg, e.cfgPath, config.KeyUUID, e.image, info.UUID)
+	}
+	if e.uuid != "" && !strings.EqualFold(e.uuid, info.UUID) {
+		if !opt.Trust {
+			return nil, fmt.Errorf("%w: %s has filesystem UUID %s but %s expects %s; a card ovpkg did not make is refused (mount it anyway with --trust)", ErrUnknownImg, e.image, info.UUID, e.cfgPath, e.uuid)
+		}
+		printf(opt, "warning: %s has UUID %s, not %s; mounting it because of --trust\n", e.image, info.UUID, e.uuid)
+	}
+
+	if needFsck {
+		if err := fsck(opt, e, info); err != nil {
+			return nil, err
+		}
+	}
+
+	dev, err := loop.Attach(e.image, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true})
+	if err != nil {
+		return nil, err
+	}
+	cardMounted := false
+	defer func() {
+		if retErr == nil {
+			return
+		}
+		if cardMounted {
+			if err := mount.Unmount(e.mountPoint, 0); err != nil {
+				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
+			}
+		}
+		dev.Close()
+		if err := loop.WaitDetached(dev, detachTimeout); err != nil {
+			if derr := loop.Detach(dev.Path); derr != nil {
+				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(e.mountPoint, 0o755); err != nil {
+		return nil, fmt.Errorf("creating mount point: %w", err)
+	}
+	fstype := info.FSType
+	if fstype == "" {
+		fstype = "ext2"
+	}
+	err = mount.Mount(dev.Path, e.mountPoint, fstype, CardFlags, CardData)
+	if errors.Is(err, unix.ENODEV) && fstype != "ext4" {
+		// A kernel built with ext4 handling ext2 (CONFIG_EXT4_USE_FOR_EXT2
+		// without a separate ext2) may not register "ext2" by that name.
+		err = mount.Mount(dev.Path, e.mountPoint, "ext4", CardFlags, CardData)
+	}
+	if err != nil {
+		return nil, err
+	}
+	cardMounted = true
+	// From here the card mount keeps the autoclear device bound.
+	if err := dev.Close(); err != nil {
+		return nil, err
+	}
+
+	rec := &Record{
+		Config: e.cfgPath, Image: e.image, UUID: info.UUID, Loop: dev.Path,
+		Offset: info.PartStart, SizeLimit: info.PartSize,
+		CardMount: e.mountPoint, Root: e.root, Dirs: dirs,
+		MountedAt: time.Now().UTC(), PID: os.Getpid(),
+	}
+	if err := stackOnCard(opt, e, rec, nil); err != nil {
+		return nil, err
+	}
+	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
+	return rec, nil
+}
+
+// stackOnCard opens (or initialises) the layout on the mounted card,
+// stacks the overlays of rec.Dirs except those already up, and writes the
+// record. On failure nothing it mounted is left.
+func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) error {
+	l, err := card.Open(rec.CardMount)
+	if errors.Is(err, card.ErrNotInitialized) {
+		if l, err = card.Init(rec.CardMount, rec.Dirs); err == nil {
+			printf(opt, "created the ovpkg layout (format %d) on the card\n", card.Format)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ids, err := l.Layers()
+	if err != nil {
+		return err
+	}
+	top := ids[len(ids)-1]
+	if err := l.EnsureDirs(top, rec.Dirs); err != nil {
+		return err
+	}
+	specs, err := l.Specs(rec.Dirs)
+	if err != nil {
+		return err
+	}
+	var all, todo []overlay.Mount
+	for _, s := range specs {
+		target := filepath.Join(rec.Root, s.Dir)
+		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), target), Upper: s.Upper, Work: s.Work}
+		all = append(all, m)
+		if !containsUpper(already, m.Upper) {
+			todo = append(todo, m)
+		}
+	}
+	if err := overlay.Stack(todo, overlay.StackOptions{BeforeEach: beforeOverlay}); err != nil {
+		return err
+	}
+	rec.Layers, rec.TopLayer, rec.Tree, rec.Overlays = ids, top, l.Tree(top), all
+	if err := writeRecord(e.runDir, rec); err != nil {
+		if uerr := overlay.Unstack(todo); uerr != nil {
+			return fmt.Errorf("%w; undo: %v", err, uerr)
+		}
+		return err
+	}
+	for _, m := range todo {
+		printf(opt, "overlay on %s (upper %s)\n", m.Target, m.Upper)
+	}
+	rec.State = StateMounted
+	return nil
+}
+
+func containsUpper(ms []overlay.Mount, upper string) bool {
+	for _, m := range ms {
+		if filepath.Clean(m.Upper) == filepath.Clean(upper) {
+			return true
+		}
+	}
+	return false
+}
+
+// restack mounts the overlays of a record whose card is still mounted
+// (after uovmount, or when some overlays were unmounted by hand).
+func restack(opt Options, e *env, rec *Record, tab mount.Table, up []overlay.Mount) (*Record, error) {
+	dirs, err := OverlayDirs(e.dirsValue, e.root, e.mountPoint)
+	if err != nil {
+		return nil, err
+	}
+	if rec.State == StatePartial && !sameDirs(dirs, rec.Dirs) {
+		return nil, fmt.Errorf("some of the recorded overlays are mounted and %s changed since; run uovmount first", config.KeyOverlayDirs)
+	}
+	rec.Dirs = dirs
+	if err := stackOnCard(opt, e, rec, up); err != nil {
+		return nil, err
+	}
+	printf(opt, "card %s already mounted on %s; overlays mounted again\n", rec.Image, rec.CardMount)
+	return rec, nil
+}
+
+func sameDirs(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// fsck runs `e2fsck -p` on the card's partition inside the image file
+// (e2fsck's IMAGE?offset=N syntax; nothing is attached yet) when the
+// filesystem was not cleanly unmounted or has errors recorded. --force
+// skips it (the kernel then mounts the filesystem as it is). Failure or a
+// missing e2fsck refuses the mount with the exact repair command.
+func fsck(opt Options, e *env, info *image.Info) error {
+	target := info.FsckTarget()
+	repair := fmt.Sprintf("e2fsck -f '%s'", target)
+	if opt.Force {
+		printf(opt, "warning: %s was not cleanly unmounted; mounting it unchecked because of --force (repair later with: %s)\n", e.image, repair)
+		return nil
+	}
+	prog, err := findE2fsck()
+	if err != nil {
+		return fmt.Errorf("%w: %s was not cleanly unmounted (a pulled card?) and e2fsck is not installed to check it; repair it on a machine that has e2fsck with: %s (or mount it unchecked with --force)", ErrNeedsFsck, e.image, repair)
+	}
+	printf(opt, "%s was not cleanly unmounted; checking it with e2fsck -p '%s'\n", e.image, target)
+	cmd := exec.Command(prog, "-p", target)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		code = ee.ExitCode()
+	} else if err != nil {
+		return fmt.Errorf("%w: running %s: %v; repair it with: %s", ErrNeedsFsck, prog, err, repair)
+	}
+	// 0: clean, 1: errors corrected, 2: corrected, reboot advised (not
+	// for a card that is not the root filesystem).
+	if code > 2 {
+		msg := strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", "; ")
+		if len(msg) > 300 {
+			msg = msg[len(msg)-300:]
+		}
+		return fmt.Errorf("%w: e2fsck -p could not repair %s automatically (exit %d: %s); repair it with: %s", ErrNeedsFsck, e.image, code, msg, repair)
+	}
+	if code > 0 {
+		printf(opt, "e2fsck repaired the card filesystem\n")
+	}
+	return nil
+}
+
+// findE2fsck looks e2fsck up in PATH (devices without e2fsprogs have
+// none; the caller then refuses with the repair command).
+func findE2fsck() (string, error) { return exec.LookPath("e2fsck") }
