@@ -228,7 +228,11 @@ func Attach(backing string, opt Options) (*Device, error) {
 
 	ctl, err := os.OpenFile(ControlPath, os.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &Error{Op: "open", Device: ControlPath, Backing: backing, Err: errnoOf(err)}
+		err = errnoOf(err)
+		if err == unix.ENOENT || err == unix.ENODEV || err == unix.ENXIO {
+			err = fmt.Errorf("%w (no loop driver: load it with `modprobe loop` or build the kernel with CONFIG_BLK_DEV_LOOP)", err)
+		}
+		return nil, &Error{Op: "open", Device: ControlPath, Backing: backing, Err: err}
 	}
 	defer ctl.Close()
 
