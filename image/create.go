@@ -179,7 +179,7 @@ func (p *Pending) Commit() (*Info, error) {
 	if err != nil {
 		os.Remove(p.tmp)
 		if errors.Is(err, unix.EEXIST) {
-			return nil, &Error{Path: p.path, Msg: "appeared while the image was being made; not replaced (use --force to replace it)", Err: fs.ErrExist}
+			return nil, &Error{Path: p.path, Msg: "appeared while the image was being made; not replaced (use --force to replace it)", Err: fs.ErrExist, quiet: true}
 		}
 		return nil, &Error{Path: p.path, Msg: "cannot move the new image into place", Err: err}
 	}
@@ -225,7 +225,7 @@ func checkTarget(abs string, force bool) error {
 	case !st.Mode().IsRegular():
 		return &Error{Path: abs, Msg: "is not a regular file (mkoverlay writes image files, not devices)"}
 	case !force:
-		return &Error{Path: abs, Msg: "already exists (use --force to replace it)", Err: fs.ErrExist}
+		return &Error{Path: abs, Msg: "already exists (use --force to replace it)", Err: fs.ErrExist, quiet: true}
 	}
 	return nil
 }

@@ -53,7 +53,7 @@ func PlanLayout(size int64, table string) (Layout, error) {
 	switch table {
 	case TableDOS:
 		l.PartSize = size - PartitionAlign
-		if (l.PartStart+l.PartSize)/sectorSize > 1<<32-1 {
+		if (l.PartStart+l.PartSize)/sectorSize > 1<<32 {
 			return l, fmt.Errorf("%s is too large for an MBR table (at most 2 TiB)", FormatSize(size))
 		}
 	case TableGPT:
