@@ -60,7 +60,7 @@ func TestPlan(t *testing.T) {
 			t.Errorf("Plan(%d): counts %+v", c.size, l)
 		}
 	}
-	for _, small := range []int64{0, 1024, 64 << 10, 200 << 10} {
+	for _, small := range []int64{0, 1024, 16 << 10} {
 		if l, err := Plan(small, Options{}); !errors.Is(err, ErrTooSmall) {
 			t.Errorf("Plan(%d) = %+v, %v; want ErrTooSmall", small, l, err)
 		}
