@@ -7,6 +7,4 @@ import (
 // Placeholders replaced by the real commands as they land; each moves to
 // its own file. Kept compiling so the tree builds at every commit.
 
-func packageCommands() []*cli.Command { return nil }
-
 func notYet(*cli.Context) error { return usagef("not implemented yet") }

@@ -115,7 +115,9 @@ func TestParseOpkgStatus(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	p := func(n, v string) Package { return Package{Name: n, Version: v, State: "installed", InstalledSize: 1024} }
+	p := func(n, v string) Package {
+		return Package{Name: n, Version: v, State: "installed", InstalledSize: 1024}
+	}
 	base := []Package{p("a", "1"), p("b", "1"), p("c", "1"), p("newbase", "1"), p("moved", "2")}
 	snap := []Package{p("a", "1"), p("b", "1"), p("c", "1"), p("moved", "1")}
 	merged := []Package{p("a", "1"), p("b", "2"), p("mine", "1"), p("moved", "1")} // c removed through the overlay
@@ -348,7 +350,7 @@ func TestOpkgPlanInstall(t *testing.T) {
 	noaction, _ := os.ReadFile("testdata/opkg-noaction.txt")
 	var calls []string
 	x := fakeExec(t, map[string]string{
-		"opkg --noaction install": string(noaction),
+		"opkg --noaction install":             string(noaction),
 		"opkg info luci-app-foo luci-lib-bar": "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\n\nPackage: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\n",
 	}, &calls)
 	plan, err := NewOpkg(dir, x).PlanInstall(context.Background(), []string{ipk, "luci-app-foo"}, false)
