@@ -57,6 +57,8 @@ Examples:
 			jsonFlag,
 		},
 		Action: runMkoverlay,
+		// As a subcommand of ovpkg, report flag errors as one line too.
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error { return &UsageError{Msg: err.Error()} },
 	}
 }
 

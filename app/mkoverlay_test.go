@@ -251,3 +251,15 @@ echo "rc=$rc"; cat err; ls -A ro | wc -l
 		}
 	}
 }
+
+func TestMkoverlayAsSubcommand(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := runTool("ovpkg", "mkoverlay", "--config", filepath.Join(dir, "c.conf"), "abc", filepath.Join(dir, "x.img"))
+	if code != 2 || out != "" || !strings.HasPrefix(errs, "ovpkg: ") || strings.Count(errs, "\n") != 2 || listDir(t, dir) != "" {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = runTool("ovpkg", "mkoverlay", "--config", filepath.Join(dir, "c.conf"), "8", filepath.Join(dir, "x.img"))
+	if code != 0 || listDir(t, dir) != "c.conf x.img" {
+		t.Errorf("exit %d, stderr %q, dir %q", code, errs, listDir(t, dir))
+	}
+}
