@@ -247,7 +247,7 @@ checkClean
 func TestE2ELockNamesHolder(t *testing.T) {
 	r := mustRun(t, `
 echo "$$ ovpkg install demo" > /run/ovpkg/lock
-flock /run/ovpkg/lock sleep 30 &
+(exec 9>>/run/ovpkg/lock; flock 9; exec sleep 30) >/dev/null 2>&1 &
 fl=$!
 sleep 0.2
 set +e
