@@ -182,4 +182,3 @@ func TestLockHelper(t *testing.T) {
 	unlock()
 	os.Stdout.WriteString("LOCKED OK\n")
 }
-
