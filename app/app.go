@@ -142,5 +142,6 @@ func ovpkgCommands() []*cli.Command {
 		ejectCommand(),
 	}
 	cmds = append(cmds, packageCommands()...)
+	cmds = append(cmds, txnCommands()...)
 	return cmds
 }

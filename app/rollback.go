@@ -1,0 +1,54 @@
+package app
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+)
+
+func rollbackCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "rollback",
+		Usage:     "drop the newest N transactions (default 1), live, without a reboot",
+		UsageText: "ovpkg rollback [--config FILE] [--root DIR] [--json] [N]",
+		Description: `Drops the newest N layers of the card: the overlays are remounted without them (so
+nothing may hold a file on them; the processes that do are named), then the layers are
+deleted. The bottom layer, which holds what the card had before the first transaction (or
+what commit squashed together), cannot be rolled back.
+
+Exit status: 0 ok, 1 failure (nothing changed), 2 usage.`,
+		Flags:  txnFlags(),
+		Action: rollbackAction,
+	}
+}
+
+func rollbackAction(c *cli.Context) error {
+	n := 1
+	switch c.NArg() {
+	case 0:
+	case 1:
+		v, err := strconv.Atoi(c.Args().First())
+		if err != nil || v < 1 {
+			return usagef("rollback: N must be a positive number, not %q", c.Args().First())
+		}
+		n = v
+	default:
+		return usagef("rollback takes at most one argument (N)")
+	}
+	e, err := openTxn(c, true)
+	if err != nil {
+		return err
+	}
+	defer e.close()
+	dropped, err := e.card.Rollback(n)
+	if err != nil {
+		return err
+	}
+	stack, _ := e.card.Stack()
+	if c.Bool("json") {
+		return printJSON(c.App.Writer, map[string]any{"dropped": dropped, "stack": stack})
+	}
+	e.say("rolled back layer(s) %s; layers now: %s", strings.Join(dropped, " "), strings.Join(stack, " "))
+	return nil
+}

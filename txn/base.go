@@ -1,0 +1,115 @@
+package txn
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpkg/ovpkg/card"
+	"github.com/ovpkg/ovpkg/mount"
+	"github.com/ovpkg/ovpkg/overlay"
+)
+
+func openLayout(cardMount string) (*card.Layout, error) { return card.Open(cardMount) }
+
+// privateNS is a mount namespace of one OS thread of this process: the
+// thread called unshare(CLONE_NEWNS) while locked and is never unlocked,
+// so the namespace dies with it. In it the overlays on the card's targets
+// are lazily detached, which shows the base root's own directories;
+// nobody else sees any of it. Other goroutines reach its view through
+// Path (/proc/self/task/<tid>/root/...); mounts inside it must be made by
+// Do, which runs a function on the thread itself.
+type privateNS struct {
+	prefix string
+	calls  chan func()
+	quit   chan struct{}
+}
+
+func newPrivateNS(targets []string) (*privateNS, error) {
+	p := &privateNS{calls: make(chan func()), quit: make(chan struct{})}
+	ready := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// no UnlockOSThread: the thread, and its namespace, end with it
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			ready <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			ready <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		ts := append([]string{}, targets...)
+		sort.Slice(ts, func(i, j int) bool { return len(ts[i]) > len(ts[j]) })
+		for _, t := range ts {
+			for i := 0; i < 8; i++ {
+				tab, err := mount.LoadTable("/proc/thread-self/mountinfo")
+				if err != nil {
+					ready <- err
+					return
+				}
+				m := tab.Lookup(filepath.Clean(t))
+				if m == nil || m.FSType != overlay.FSType {
+					break
+				}
+				if err := unix.Unmount(t, unix.MNT_DETACH); err != nil {
+					ready <- fmt.Errorf("detaching the overlay on %s in a private namespace: %w", t, err)
+					return
+				}
+			}
+		}
+		p.prefix = "/proc/" + strconv.Itoa(os.Getpid()) + "/task/" + strconv.Itoa(unix.Gettid()) + "/root"
+		ready <- nil
+		for {
+			select {
+			case f := <-p.calls:
+				f()
+			case <-p.quit:
+				return
+			}
+		}
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Path is abs as seen in the private namespace, usable from any thread.
+func (p *privateNS) Path(abs string) string { return p.prefix + filepath.Clean("/"+abs) }
+
+// Do runs fn on the namespace's own thread (for mount and umount).
+func (p *privateNS) Do(fn func() error) error {
+	done := make(chan error, 1)
+	p.calls <- func() { done <- fn() }
+	return <-done
+}
+
+// Close ends the thread; the kernel tears down what is still mounted in
+// the namespace.
+func (p *privateNS) Close() { close(p.quit) }
+
+// WithBase runs fn with base(abs) naming abs as the base root shows it
+// (the overlays on the card's targets out of the way).
+func (c *Card) WithBase(fn func(base func(abs string) string) error) error {
+	ns, err := newPrivateNS(c.targets())
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return fn(ns.Path)
+}
+
+// targets returns the overlaid directories of the record.
+func (c *Card) targets() []string {
+	var ts []string
+	for _, d := range c.Rec.Dirs {
+		ts = append(ts, filepath.Join(c.Rec.Root, d))
+	}
+	return ts
+}

@@ -1,0 +1,340 @@
+package txn
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ovpkg/ovpkg/layer"
+	"github.com/ovpkg/ovpkg/mount"
+	"github.com/ovpkg/ovpkg/mountset"
+)
+
+// DefaultLayerLimit is the number of layers past which Commit squashes the
+// oldest ones automatically (see docs/layers.md for the lookup figures).
+const DefaultLayerLimit = 16
+
+// keepAfterSquash is how many of the newest layers an automatic squash
+// leaves separate (so they can still be rolled back one by one).
+const keepAfterSquash = 8
+
+// LayerLimit is DefaultLayerLimit unless OVPKG_LAYER_LIMIT says otherwise
+// (tests and benchmarks).
+func LayerLimit() int {
+	if v := os.Getenv("OVPKG_LAYER_LIMIT"); v != "" {
+		var n int
+		if _, err := fmt.Sscan(v, &n); err == nil && n >= 2 {
+			return n
+		}
+	}
+	return DefaultLayerLimit
+}
+
+// Txn is a transaction in progress.
+type Txn struct {
+	c     *Card
+	j     Journal
+	stack []string // the committed stack it sits on
+}
+
+// ID is the transaction's layer id.
+func (t *Txn) ID() string { return t.j.ID }
+
+// Begin starts a transaction: journal, new layer directory (not in the
+// stack), live overlays restacked with it as the upper.
+func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
+	if j, err := c.readJournal(); err != nil || j != nil {
+		if err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %s %s (%s) since %s; run any ovpkg command or ovmount to recover it", ErrInTxn, j.Op, j.ID, j.Command, j.Time.Format(time.RFC3339))
+	}
+	live, err := c.Live()
+	if err != nil {
+		return nil, err
+	}
+	if !live {
+		return nil, fmt.Errorf("%w (run ovmount first)", ErrNotMounted)
+	}
+	stack, err := c.Stack()
+	if err != nil {
+		return nil, err
+	}
+	id, err := c.nextID()
+	if err != nil {
+		return nil, err
+	}
+	cmd := strings.Join(strings.Fields(command), "-")
+	if cmd == "" {
+		cmd = "change"
+	}
+	j := Journal{Op: "begin", ID: id, Command: cmd, Time: time.Now().UTC(), Args: pkgs}
+	if err := c.writeJournal(j); err != nil {
+		return nil, fmt.Errorf("starting transaction %s: %w", id, err)
+	}
+	defer func() {
+		if retErr != nil {
+			os.RemoveAll(c.L.LayerDir(id))
+			c.removeJournal()
+		}
+	}()
+	crash("begin-journal")
+	if err := c.L.AddLayer(id, c.Rec.Dirs); err != nil {
+		return nil, fmt.Errorf("starting transaction %s: %w", id, err)
+	}
+	syncDir(c.L.LayerDir(id))
+	syncDir(c.L.LayersDir())
+	crash("begin-layer")
+	if err := c.restack(append(slices.Clone(stack), id)); err != nil {
+		return nil, err
+	}
+	crash("begin-restacked")
+	return &Txn{c: c, j: j, stack: stack}, nil
+}
+
+// Commit keeps the transaction: the id is appended to the stack file (the
+// commit point), then history and journal are updated. Past the layer
+// limit the oldest layers are squashed (a failure there is only reported).
+func (t *Txn) Commit() error {
+	c := t.c
+	cur, err := c.Stack()
+	if err != nil {
+		return err
+	}
+	if !slices.Equal(cur, t.stack) {
+		return fmt.Errorf("transaction %s: the layer stack changed underneath it (%v, was %v)", t.j.ID, cur, t.stack)
+	}
+	bytes, _ := layer.DiskUsage(c.L.Tree(t.j.ID))
+	crash("commit-stack")
+	if err := c.L.WriteStack(append(slices.Clone(t.stack), t.j.ID)); err != nil {
+		return fmt.Errorf("committing transaction %s: %w", t.j.ID, err)
+	}
+	crash("commit-history")
+	if err := c.appendHistory(Entry{Event: "txn", ID: t.j.ID, Time: t.j.Time, Command: t.j.Command, Packages: t.j.Args, Bytes: bytes}); err != nil {
+		c.say("warning: transaction %s committed but its history line was not written: %v", t.j.ID, err)
+	}
+	crash("commit-journal")
+	if err := c.removeJournal(); err != nil {
+		return err
+	}
+	if err := c.RecordBase(); err != nil {
+		c.say("warning: recording the base files the card shadows: %v", err)
+	}
+	if n := len(t.stack) + 1; n > LayerLimit() {
+		if err := c.AutoSquash(); err != nil {
+			c.say("warning: %d layers; the automatic squash was not done: %v", n, err)
+		}
+	}
+	return nil
+}
+
+// Abort drops the transaction: the live overlays go back onto the
+// committed stack and the layer is deleted.
+func (t *Txn) Abort() error {
+	c := t.c
+	if err := c.restack(t.stack); err != nil {
+		return fmt.Errorf("undoing transaction %s: %w (it stays mounted; ovpkg will drop it at the next command or ovmount)", t.j.ID, err)
+	}
+	crash("abort-restacked")
+	if err := c.removeLayer(t.j.ID); err != nil {
+		return err
+	}
+	return c.removeJournal()
+}
+
+// removeLayer deletes a layer directory after checking that no live
+// overlay uses it.
+func (c *Card) removeLayer(id string) error {
+	tab, err := mount.Self()
+	if err != nil {
+		return err
+	}
+	dir := c.L.LayerDir(id)
+	for _, m := range tab {
+		if m.FSType != "overlay" {
+			continue
+		}
+		if strings.Contains(m.VFSOptions, dir+"/") {
+			return fmt.Errorf("layer %s is still used by the overlay on %s; not deleting it", id, m.Mountpoint)
+		}
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("deleting layer %s: %w", id, err)
+	}
+	return syncDir(c.L.LayersDir())
+}
+
+// Run wraps fn (a package manager run) in a transaction: Begin, fn,
+// Commit, or Abort when fn fails. When the overlays cannot be restacked
+// because another process holds them, fn runs in the current top layer
+// instead (said plainly, recorded as "untracked"). It takes the ovpkg
+// lock (nested use by a caller that holds it is fine) and may re-execute
+// the program from memory first (see LeaveMounts).
+func Run(opt mountset.Options, command string, pkgs []string, fn func() error) error {
+	if err := LeaveMounts(opt); err != nil {
+		return err
+	}
+	unlock, err := mountset.Lock(opt)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	c, err := Open(opt)
+	if err != nil {
+		return err
+	}
+	return c.Do(command, pkgs, fn)
+}
+
+// Do is Run on an open card whose caller holds the lock.
+func (c *Card) Do(command string, pkgs []string, fn func() error) error {
+	if err := c.Recover(); err != nil {
+		return err
+	}
+	t, err := c.Begin(command, pkgs)
+	if errors.Is(err, mountset.ErrBusy) {
+		top, _ := c.L.TopLayer()
+		c.say("ovpkg: cannot give this %s its own layer: %v", command, err)
+		c.say("ovpkg: it goes into the current top layer %s and cannot be rolled back on its own", top)
+		if ferr := fn(); ferr != nil {
+			return ferr
+		}
+		bytes, _ := layer.DiskUsage(c.L.Tree(top))
+		c.appendHistory(Entry{Event: "untracked", ID: top, Time: time.Now().UTC(), Command: command, Packages: pkgs, Bytes: bytes,
+			Note: "the overlays were busy; made in layer " + top})
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	crash("before-pm")
+	if ferr := fn(); ferr != nil {
+		if aerr := t.Abort(); aerr != nil {
+			return fmt.Errorf("%w; %v", ferr, aerr)
+		}
+		c.say("ovpkg: transaction %s (%s) undone; the card is as before it", t.j.ID, t.j.Command)
+		return ferr
+	}
+	return t.Commit()
+}
+
+// Recover finishes or undoes what an interrupted command left: live
+// overlays not on the committed stack are restacked onto it, layer
+// directories the stack does not list are deleted, the journal is
+// resolved. It says what it did. Safe to call at any time.
+func (c *Card) Recover() error {
+	j, err := c.readJournal()
+	if err != nil {
+		c.say("ovpkg: ignoring a damaged transaction journal: %v", err)
+		j = &Journal{Op: "?", ID: "?", Command: "?"}
+	}
+	stack, err := c.Stack()
+	if err != nil {
+		return err
+	}
+	tab, err := mount.Self()
+	if err != nil {
+		return err
+	}
+	if up := c.live(tab); len(up) > 0 && !slices.Equal(c.Rec.Layers, stack) {
+		if err := c.restack(stack); err != nil {
+			return fmt.Errorf("an interrupted transaction left the overlays on layers %v but the card's stack is %v, and they cannot be restacked now: %w", c.Rec.Layers, stack, err)
+		}
+	} else if len(up) == 0 && !slices.Equal(c.Rec.Layers, stack) && len(c.Rec.Overlays) > 0 {
+		ms, err := c.mountsFor(stack)
+		if err != nil {
+			return err
+		}
+		c.setLayers(stack, ms)
+		if err := c.writeRecord(); err != nil {
+			return err
+		}
+	}
+	dirs, err := c.layerDirs()
+	if err != nil {
+		return err
+	}
+	var garbage []string
+	for _, id := range dirs {
+		if !slices.Contains(stack, id) {
+			garbage = append(garbage, id)
+		}
+	}
+	for _, id := range garbage {
+		if err := c.removeLayer(id); err != nil {
+			return err
+		}
+	}
+	if j != nil {
+		inStack := slices.Contains(stack, j.ID)
+		switch {
+		case j.Op == "begin" && inStack:
+			c.ensureHistory(j)
+			c.say("ovpkg: transaction %s (%s) was committed before the interruption; its bookkeeping is finished now", j.ID, j.Command)
+		case j.Op == "begin":
+			c.say("ovpkg: transaction %s (%s) was interrupted; the card is as before it", j.ID, j.Command)
+		case j.Op == "squash" && inStack:
+			c.say("ovpkg: the squash into layer %s (%s) was interrupted after it took effect; the old layers are removed now", j.ID, j.Command)
+		case j.Op == "squash":
+			c.say("ovpkg: the squash (%s) was interrupted; the layers are as before it", j.Command)
+		case j.Op == "rollback":
+			if slices.Contains(stack, j.ID) {
+				c.say("ovpkg: the rollback was interrupted; nothing was rolled back")
+			} else {
+				c.say("ovpkg: the rollback of %s was interrupted after it took effect; finished now", strings.Join(j.Args, " "))
+			}
+		default:
+			c.say("ovpkg: an interrupted command's journal was cleared")
+		}
+		if err := c.removeJournal(); err != nil {
+			return err
+		}
+	} else {
+		for _, id := range garbage {
+			c.say("ovpkg: removed leftover layer %s (not in the card's stack)", id)
+		}
+	}
+	return nil
+}
+
+// ensureHistory appends the history line of a committed transaction whose
+// line a crash prevented.
+func (c *Card) ensureHistory(j *Journal) {
+	hist, _ := c.History()
+	for _, e := range hist {
+		if e.Event == "txn" && e.ID == j.ID {
+			return
+		}
+	}
+	bytes, _ := layer.DiskUsage(c.L.Tree(j.ID))
+	c.appendHistory(Entry{Event: "txn", ID: j.ID, Time: j.Time, Command: j.Command, Packages: j.Args, Bytes: bytes, Note: "recorded after an interruption"})
+}
+
+// RecoverLayout is Recover for a card whose overlays are not mounted yet
+// (ovmount, before stacking): it deletes layer directories the stack does
+// not list and resolves the journal. out receives the messages.
+func RecoverLayout(cardMount string, out func(string)) error {
+	c := &Card{Rec: &mountset.Record{CardMount: cardMount}}
+	l, err := openLayout(cardMount)
+	if err != nil {
+		return err
+	}
+	c.L = l
+	c.Out = writerFunc(out)
+	return c.Recover()
+}
+
+type writerFunc func(string)
+
+func (w writerFunc) Write(b []byte) (int, error) {
+	if w != nil {
+		w(strings.TrimRight(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+var _ = filepath.Join
