@@ -513,10 +513,10 @@ func TestAttachCreatesNode(t *testing.T) {
 	if err := unix.Stat(d.Path, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFBLK || unix.Major(st.Rdev) != Major || int(unix.Minor(st.Rdev)) != d.Index {
-		t.Errorf("node %s: mode %o rdev %d:%d", d.Path, st.Mode, unix.Major(st.Rdev), unix.Minor(st.Rdev))
+	if st.Mode&unix.S_IFMT != unix.S_IFBLK || unix.Major(uint64(st.Rdev)) != Major || int(unix.Minor(uint64(st.Rdev))) != d.Index {
+		t.Errorf("node %s: mode %o rdev %d:%d", d.Path, st.Mode, unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev)))
 	}
-	if want := sysfs(t, "loop"+strconv.Itoa(d.Index), "dev"); want != fmt.Sprintf("%d:%d", unix.Major(st.Rdev), unix.Minor(st.Rdev)) {
+	if want := sysfs(t, "loop"+strconv.Itoa(d.Index), "dev"); want != fmt.Sprintf("%d:%d", unix.Major(uint64(st.Rdev)), unix.Minor(uint64(st.Rdev))) {
 		t.Errorf("node rdev differs from sysfs dev %s", want)
 	}
 	if !bytes.HasPrefix(readDev(t, d.Path, 16), []byte("sector 00000000")) {
