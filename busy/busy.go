@@ -145,7 +145,9 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 }
 
 // check stats the magic link at p (following it) and reports whether its
-// target lies on one of the wanted devices, with the link's text. A
+// target lies on one of the wanted devices, or is the block device of one
+// of them (a process holding /dev/loopN open keeps an autoclear loop
+// device attached after the unmount), with the link's text. A
 // target matches when its st_dev is wanted, or when the filesystem of the
 // mount it was reached through is: overlayfs reports per-layer pseudo
 // st_dev numbers for non-directories (see docs/busy.md), so the mount ID
@@ -155,19 +157,22 @@ func (s *scanner) check(p, procPID string) (fileID, string, bool) {
 	var stx unix.Statx_t
 	var id fileID
 	match := false
-	err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_INO|unix.STATX_MNT_ID, &stx)
+	err := unix.Statx(unix.AT_FDCWD, p, 0, unix.STATX_TYPE|unix.STATX_INO|unix.STATX_MNT_ID, &stx)
 	if err == unix.ENOSYS {
 		var st unix.Stat_t
 		if err := unix.Stat(p, &st); err != nil {
 			return id, "", false
 		}
 		id = fileID{uint64(st.Dev), uint64(st.Ino)}
-		match = s.want[id.dev]
+		// A block device node whose device is wanted (the card's loop
+		// device held open) counts too.
+		match = s.want[id.dev] || st.Mode&unix.S_IFMT == unix.S_IFBLK && s.want[uint64(st.Rdev)]
 	} else if err != nil {
 		return id, "", false
 	} else {
 		id = fileID{unix.Mkdev(stx.Dev_major, stx.Dev_minor), stx.Ino}
-		match = s.want[id.dev]
+		match = s.want[id.dev] ||
+			stx.Mode&unix.S_IFMT == unix.S_IFBLK && s.want[unix.Mkdev(stx.Rdev_major, stx.Rdev_minor)]
 		if !match && stx.Mask&unix.STATX_MNT_ID != 0 {
 			if d := s.mountDev(stx.Mnt_id, procPID); d != 0 {
 				match = s.want[d]

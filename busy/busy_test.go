@@ -132,10 +132,17 @@ func TestScanFixture(t *testing.T) {
 	mk(300, map[string]string{"comm": "gone\n"}, map[string]string{"cwd": filepath.Join(dir, "nowhere"), "exe": filepath.Join(dir, "nowhere")})
 	// 400: cmdline only, root on the mount.
 	mk(400, map[string]string{"cmdline": "/sbin/chrooted\x00"}, map[string]string{"cwd": "/dev", "root": data})
+	// 500: holds the block device of a wanted mount open (st_rdev match).
+	var blk unix.Stat_t
+	blkDev := uint64(0)
+	if unix.Stat("/dev/loop0", &blk) == nil && blk.Mode&unix.S_IFMT == unix.S_IFBLK {
+		blkDev = uint64(blk.Rdev)
+		mk(500, map[string]string{"comm": "fsck\n"}, map[string]string{"cwd": "/dev", "fd/4": "/dev/loop0", "fd/5": "/dev/null"})
+	}
 	os.MkdirAll(filepath.Join(proc, "self"), 0o755)
 	os.MkdirAll(filepath.Join(proc, "sys"), 0o755)
 
-	got, err := Scan(proc, []uint64{dev})
+	got, err := Scan(proc, []uint64{dev, blkDev})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +154,9 @@ func TestScanFixture(t *testing.T) {
 		"PID 100 (bash) mmap " + lib,
 		"PID 400 (chrooted) root " + data,
 	}
+	if blkDev != 0 {
+		want = append(want, "PID 500 (fsck) fd 4 /dev/loop0")
+	}
 	var gs []string
 	for _, h := range got {
 		gs = append(gs, h.String())
@@ -154,7 +164,7 @@ func TestScanFixture(t *testing.T) {
 	if strings.Join(gs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Scan:\n%s\nwant:\n%s", strings.Join(gs, "\n"), strings.Join(want, "\n"))
 	}
-	got, err = ScanExcept(proc, []uint64{dev}, []int{100})
+	got, err = ScanExcept(proc, []uint64{dev}, []int{100, 500})
 	if err != nil || len(got) != 1 || got[0].PID != 400 {
 		t.Errorf("ScanExcept(100) = %v, %v", got, err)
 	}
