@@ -38,6 +38,9 @@ var (
 	forceLegacy atomic.Bool
 	// counters for tests: how devices were bound, and free-device races lost
 	boundByConfigure, boundBySetFD, busyRetries atomic.Int64
+	// statusHook, when set (tests), edits what LOOP_SET_STATUS64 is given
+	// on the fallback path, to make it fail after LOOP_SET_FD succeeded.
+	statusHook func(*unix.LoopInfo64)
 )
 
 // ErrNotApplied means the kernel accepted the ioctls but reports settings
@@ -316,6 +319,9 @@ func bind(lf, bf *os.File, info unix.LoopInfo64) (op string, retErr error) {
 	var err error
 	for i := 0; i < setStatusTries; i++ {
 		info := info // the kernel may write back into it
+		if statusHook != nil {
+			statusHook(&info)
+		}
 		if err = unix.IoctlLoopSetStatus64(fd, &info); err != unix.EAGAIN {
 			break
 		}

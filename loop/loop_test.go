@@ -533,3 +533,60 @@ func TestErrorFormat(t *testing.T) {
 		t.Error("errors.Is(EBUSY) false")
 	}
 }
+
+// TestLegacyUndo makes LOOP_SET_STATUS64 fail after LOOP_SET_FD bound the
+// device: Attach must clear that device and report the errno.
+func TestLegacyUndo(t *testing.T) {
+	nstest.RequireRoot(t)
+	dir := nstest.TempDir(t)
+	img := image(t, dir, 1<<20)
+	forceLegacy.Store(true)
+	statusHook = func(i *unix.LoopInfo64) { i.Offset = 1 << 63 } // > LLONG_MAX
+	defer func() { forceLegacy.Store(false); statusHook = nil }()
+	d, err := Attach(img, Options{Autoclear: false})
+	if err == nil {
+		d.Detach()
+		t.Fatal("attach succeeded with a bad status")
+	}
+	var le *Error
+	if !errors.As(err, &le) || le.Op != "set status" || !errors.Is(err, unix.EOVERFLOW) {
+		t.Errorf("error %v (%#v), want set status EOVERFLOW", err, le)
+	}
+	if left := nstest.LoopsUnder(dir); len(left) != 0 {
+		t.Errorf("device left bound after failed SET_STATUS64: %v", left)
+	}
+	t.Log(err)
+}
+
+// TestCheckCatchesMismatch feeds the post-attach check options the kernel
+// did not apply: the check must fail, so it is not a check that cannot.
+func TestCheckCatchesMismatch(t *testing.T) {
+	nstest.RequireRoot(t)
+	img := image(t, nstest.TempDir(t), 1<<20)
+	d, err := Attach(img, Options{Offset: 512, Autoclear: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	var st unix.Stat_t
+	unix.Stat(img, &st)
+	for _, c := range []struct {
+		opt  Options
+		want int64
+	}{
+		{Options{Offset: 1024, Autoclear: true}, 1<<20 - 512},
+		{Options{Offset: 512, SizeLimit: 4096, Autoclear: true}, 1<<20 - 512},
+		{Options{Offset: 512}, 1<<20 - 512},
+		{Options{Offset: 512, Autoclear: true, ReadOnly: true}, 1<<20 - 512},
+		{Options{Offset: 512, Autoclear: true}, 4096},
+	} {
+		if _, err := check(d.File, d.Path, d.Index, c.opt, &st, c.want); !errors.Is(err, ErrNotApplied) {
+			t.Errorf("check(%+v, size %d) = %v, want ErrNotApplied", c.opt, c.want, err)
+		} else {
+			t.Log(err)
+		}
+	}
+	if _, err := check(d.File, d.Path, d.Index, Options{Offset: 512, Autoclear: true}, &st, 1<<20-512); err != nil {
+		t.Errorf("check of the true settings: %v", err)
+	}
+}
