@@ -77,10 +77,16 @@ func installAction(c *cli.Context) (retErr error) {
 		e.say("nothing to install: %s already installed", strings.Join(args, ", "))
 		return nil
 	}
-	// Fetch archives (onto the card) and read every path they hold.
-	plan, err = e.m.PlanInstall(ctx, args, true)
-	if err != nil {
-		return fmt.Errorf("install: %w", err)
+	// Fetch archives (onto the card) and read every path they hold,
+	// unless every package is a local file already read.
+	for _, p := range plan.Install {
+		if _, known := plan.Paths[p.Key()]; !known {
+			plan, err = e.m.PlanInstall(ctx, args, true)
+			if err != nil {
+				return fmt.Errorf("install: %w", err)
+			}
+			break
+		}
 	}
 	cleanup := func() {
 		for _, f := range plan.Fetched {

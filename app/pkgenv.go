@@ -362,6 +362,9 @@ func (e *pkgEnv) runPM(argv []string, what string) (*pkgmgr.RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	if res.PolicyNote != "" {
+		e.say("%s", res.PolicyNote)
+	}
 	if len(res.NotStarted) > 0 {
 		e.say("services not started (so they do not hold the card): %s; start them with `service NAME start` (a running service must be stopped before eject)",
 			strings.Join(res.NotStarted, ", "))

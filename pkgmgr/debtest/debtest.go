@@ -182,8 +182,13 @@ func BuildStandard(t testing.TB, dir, prefix string, hugeBytes int64) Standard {
 		}}),
 		Daemon: Build(t, dir, Spec{Name: daemon, Files: map[string]File{
 			"usr/share/doc/" + daemon + "/README": {Data: "postinst test\n"},
+			// A service that, if started, would hold the card (cwd on /var).
+			"etc/init.d/" + daemon: {Mode: 0o755, Data: "#!/bin/sh\n### BEGIN INIT INFO\n# Provides: " + daemon +
+				"\n# Required-Start:\n# Required-Stop:\n# Default-Start: 2 3 4 5\n# Default-Stop: 0 1 6\n# Short-Description: test\n### END INIT INFO\n" +
+				"case \"$1\" in start) cd /var/lib/" + prefix + " && setsid sleep 3331 >/dev/null 2>&1 & echo started > /var/lib/" + prefix + "/service-started;; esac\nexit 0\n"},
 		}, Postinst: "mkdir -p /var/lib/" + prefix + "\necho ran > /var/lib/" + prefix + "/postinst-ran\n" +
-			"if [ -x /usr/sbin/invoke-rc.d ]; then invoke-rc.d " + daemon + " start || true; fi",
+			"update-rc.d " + daemon + " defaults >/dev/null 2>&1 || true\n" +
+			"invoke-rc.d " + daemon + " start || true",
 			Postrm: "rm -rf /var/lib/" + prefix}),
 		Conf: Build(t, dir, Spec{Name: conf, Files: map[string]File{
 			"etc/" + prefix + ".conf": {Data: "setting=1\n"},

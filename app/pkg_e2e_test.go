@@ -1,0 +1,229 @@
+package app_test
+
+import (
+	"fmt"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ovpkg/ovpkg/internal/nstest"
+	"github.com/ovpkg/ovpkg/pkgmgr/debtest"
+)
+
+// End-to-end tests of the package verbs over the REAL root's /usr, /etc,
+// /var (the test namespace keeps the overlays private): real apt-get and
+// dpkg install hermetic .deb files built with dpkg-deb.
+
+// pkgScratch starts every script: $D is a tmpfs holding the card image
+// and the config; the card mounts on $D/card; the real root is overlaid.
+// $BASESUM is the base dpkg status's sha256 before anything ran.
+func pkgScratch(dir string, sizeMiB int) string {
+	return fmt.Sprintf(`
+D=%s
+export DEBIAN_FRONTEND=noninteractive
+mount -t tmpfs -o size=512m scratch "$D/t"
+export OVPKG_CONFIG=$D/t/ovpkg.conf
+echo "MOUNTPOINT=$D/t/card" > "$OVPKG_CONFIG"
+echo "OVERLAY_DIRS=usr etc var" >> "$OVPKG_CONFIG"
+mkoverlay %d "$D/t/card.img" >/dev/null
+BASESUM=$(sha256sum < /var/lib/dpkg/status)
+baseSame() { [ "$(sha256sum < /var/lib/dpkg/status)" = "$BASESUM" ]; }
+`, dir, sizeMiB)
+}
+
+func pkgRun(t *testing.T, sizeMiB int, body string) (nstest.Result, string) {
+	t.Helper()
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb", "apt-get", "sha256sum")
+	dir := nstest.TempDir(t)
+	if err := exec.Command("mkdir", "-p", filepath.Join(dir, "t")).Run(); err != nil {
+		t.Fatal(err)
+	}
+	return nstest.Run(t, pkgScratch(dir, sizeMiB)+body), dir
+}
+
+func wantOut(t *testing.T, r nstest.Result, subs ...string) {
+	t.Helper()
+	all := r.Stdout + r.Stderr
+	for _, s := range subs {
+		if !strings.Contains(all, s) {
+			t.Errorf("output lacks %q:\n%s", s, r)
+		}
+	}
+}
+
+// prefix makes package names unique per test.
+func prefix(t *testing.T) string {
+	return "ovt" + strings.ToLower(strings.NewReplacer("/", "", "_", "").Replace(t.Name()))[len("test"):]
+}
+
+func TestPkgE2EInstallEjectBack(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb")
+	p := prefix(t)
+	debs := debtest.BuildStandard(t, t.TempDir(), p, 1<<20)
+	lib, app, post, conf, _ := debtest.Names(p)
+	r, _ := pkgRun(t, 64, fmt.Sprintf(`
+ovmount >/dev/null
+# The base (a Docker image) may carry its own policy-rc.d; hide it on
+# this throwaway card so that ovpkg places and reports its own.
+rm -f /usr/sbin/policy-rc.d
+ovpkg install -y %[1]s %[2]s %[3]s %[4]s
+echo "RUN: $(%[5]s)"
+test -f /var/lib/%[9]s/postinst-ran && echo POSTINST-RAN
+test -e /var/lib/%[9]s/service-started || echo NOT-STARTED-OK
+test -e /usr/sbin/policy-rc.d && echo POLICY-LEFT-BEHIND
+UP=$(find "$D/t/card" -path '*/tree/var/lib/%[9]s/postinst-ran' | head -1); test -n "$UP" && echo POSTINST-ON-CARD
+find "$D/t/card" -path '*/tree/etc/%[9]s.conf' | grep -q . && echo CONF-ON-CARD
+find "$D/t/card" -path '*/tree/usr/bin/%[5]s' | grep -q . && echo APP-ON-CARD
+dpkg-query -W -f='${Package} ${Status}\n' %[5]s %[6]s
+unshare --mount sh -c 'umount -l /var && sha256sum < /var/lib/dpkg/status' > $D/t/sum-below
+[ "$(cat $D/t/sum-below)" = "$BASESUM" ] && echo BASE-SAME-MOUNTED
+ovpkg list --json > $D/t/list.json; cat $D/t/list.json
+ovpkg files %[5]s
+ovpkg status
+ovpkg status --json | grep -q '"card_packages": 4' && echo STATUS-COUNT-OK
+eject
+command -v %[5]s >/dev/null || echo GONE-AFTER-EJECT
+dpkg-query -W %[5]s 2>/dev/null || echo NOT-IN-DB-AFTER-EJECT
+baseSame && echo BASE-SAME-AFTER-EJECT
+ovmount >/dev/null
+echo "BACK: $(%[5]s)"
+ovpkg remove -y %[5]s %[6]s %[7]s %[8]s
+command -v %[5]s >/dev/null || echo REMOVED
+eject
+baseSame && echo BASE-SAME-END
+`, debs.Lib, debs.App, debs.Daemon, debs.Conf, app, lib, post, conf, p))
+	if r.Code != 0 {
+		t.Fatalf("script failed: %s", r)
+	}
+	wantOut(t, r, "NOT-STARTED-OK", "RUN: hello from "+app, "POSTINST-RAN", "POSTINST-ON-CARD", "CONF-ON-CARD", "APP-ON-CARD",
+		app+" install ok installed", "BASE-SAME-MOUNTED", `"where": "card"`, "card\t/usr/bin/"+app,
+		"STATUS-COUNT-OK", "GONE-AFTER-EJECT", "NOT-IN-DB-AFTER-EJECT", "BASE-SAME-AFTER-EJECT",
+		"BACK: hello from "+app, "REMOVED", "BASE-SAME-END", "services not started")
+}
+
+func TestPkgE2ERefusals(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb")
+	p := prefix(t)
+	dir := t.TempDir()
+	debs := debtest.BuildStandard(t, dir, p, 64<<20)
+	outside := debtest.Build(t, dir, debtest.Spec{Name: p + "-boot", Files: map[string]debtest.File{"boot/" + p + "-kernel": {Data: "x"}}})
+	_, app, _, _, huge := debtest.Names(p)
+	r, _ := pkgRun(t, 16, fmt.Sprintf(`
+set +e
+ovmount >/dev/null
+echo garbage > $D/t/corrupt.deb
+ovpkg install -y nosuchpackage-%[1]s; echo "UNKNOWN=$?"
+ovpkg install -y $D/t/corrupt.deb; echo "CORRUPT=$?"
+ovpkg install -y %[2]s; echo "HUGE=$?"
+ovpkg install -y %[3]s; echo "OUTSIDE=$?"
+test -e /boot/%[1]s-kernel || echo BOOT-UNTOUCHED
+ovpkg install -y %[4]s; echo "NODEP=$?"
+ovpkg remove -y coreutils; echo "BASEREMOVE=$?"
+ovpkg --help >/dev/null
+ovpkg install --pm opkg -y x; echo "NOPM=$?"
+flock /run/ovpkg/lock sleep 5 & sleep 0.5
+ovpkg install -y %[4]s; echo "LOCKED=$?"
+wait
+dpkg-query -W %[5]s %[6]s 2>/dev/null || echo NONE-INSTALLED
+eject && echo EJECTED
+baseSame && echo BASE-SAME
+`, p, debs.Huge, outside, debs.App, app, huge))
+	wantOut(t, r, "UNKNOWN=1", "Unable to locate package nosuchpackage", "CORRUPT=1", "not a valid package file",
+		"HUGE=1", "not enough space on the card", "OUTSIDE=1", "writes outside the overlaid directories", "BOOT-UNTOUCHED",
+		"NODEP=1", "BASEREMOVE=1", "part of the base root", "NOPM=1", "no package manager found",
+		"LOCKED=1", "another ovpkg command is running", "NONE-INSTALLED", "BASE-SAME", "nothing was changed", "EJECTED")
+}
+
+func TestPkgE2ECardFillsUp(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb")
+	p := prefix(t)
+	debs := debtest.BuildStandard(t, t.TempDir(), p, 40<<20)
+	_, _, _, _, huge := debtest.Names(p)
+	r, _ := pkgRun(t, 24, fmt.Sprintf(`
+set +e
+ovmount >/dev/null
+ovpkg install -y --no-space-check %[1]s; echo "FULL=$?"
+dpkg --audit && echo AUDIT-CLEAN
+dpkg-query -W -f='${Status}\n' %[2]s 2>&1
+ovpkg status
+eject && echo EJECTED
+baseSame && echo BASE-SAME
+`, debs.Huge, huge))
+	wantOut(t, r, "FULL=1", "card filled up", "No space left on device", "package database is consistent", "eject` still works",
+		"AUDIT-CLEAN", "BASE-SAME", "EJECTED")
+}
+
+func TestPkgE2EInterrupted(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb")
+	p := prefix(t)
+	slow := debtest.Build(t, t.TempDir(), debtest.Spec{Name: p + "-slow", Files: map[string]debtest.File{"usr/share/" + p + "/x": {Data: "x"}},
+		Postinst: "touch /run/ovpkg/" + p + "-started; setsid sleep 3127 & exec sleep 3128"})
+	for _, sig := range []string{"TERM", "KILL"} {
+		t.Run(sig, func(t *testing.T) {
+			r, _ := pkgRun(t, 32, fmt.Sprintf(`
+set +e
+ovmount >/dev/null
+ovpkg install -y %[1]s & OV=$!
+for i in $(seq 100); do [ -e /run/ovpkg/%[2]s-started ] && break; sleep 0.1; done
+kill -%[3]s $OV; wait $OV; echo "CODE=$?"
+sleep 0.5
+ps -eo args | grep -qx 'sleep 312[78]' && echo LEFTOVER || echo NO-LEFTOVER
+dpkg-query -W -f='${Status}\n' %[2]s-slow
+ovpkg status | grep half-done
+sed -i 's/^setsid sleep.*//; s/^touch.*//' /var/lib/dpkg/info/%[2]s-slow.postinst
+ovpkg configure && echo CONFIGURED
+dpkg-query -W -f='${Status}\n' %[2]s-slow
+ovpkg remove -y %[2]s-slow >/dev/null
+eject && echo EJECTED
+baseSame && echo BASE-SAME
+`, slow, p, sig))
+			wantOut(t, r, "NO-LEFTOVER", "half-configured", "CONFIGURED", "install ok installed", "BASE-SAME", "EJECTED")
+			if sig == "TERM" {
+				wantOut(t, r, "CODE=1", "interrupted", "ovpkg configure")
+			}
+		})
+	}
+}
+
+// TestPkgE2EHelloFromArchive installs Debian's hello from the configured
+// archive; skipped when the archive cannot be reached.
+func TestPkgE2EHelloFromArchive(t *testing.T) {
+	nstest.RequireRoot(t)
+	out, err := exec.Command("apt-get", "install", "--print-uris", "-qq", "hello").Output()
+	if err != nil {
+		t.Skipf("apt-get cannot resolve hello (%v): skipped", err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		t.Skip("hello is already installed in the base or cached: nothing to fetch")
+	}
+	uri := strings.Trim(f[0], "'")
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Head(uri)
+	if err != nil || resp.StatusCode != 200 {
+		t.Skipf("the archive is unreachable (%s: %v): skipped", uri, err)
+	}
+	resp.Body.Close()
+	r, _ := pkgRun(t, 64, `
+ovmount >/dev/null
+ovpkg install -y hello
+hello
+ovpkg list
+ls /var/cache/apt/archives/hello_*.deb 2>/dev/null || echo ARCHIVE-CLEANED
+eject
+command -v hello || echo GONE
+baseSame && echo BASE-SAME
+`)
+	if r.Code != 0 {
+		t.Fatalf("script failed: %s", r)
+	}
+	wantOut(t, r, "Hello, world!", "hello", "ARCHIVE-CLEANED", "GONE", "BASE-SAME")
+}
