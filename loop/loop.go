@@ -3,6 +3,7 @@ package loop
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,7 +38,7 @@ var (
 	// LOOP_SET_STATUS64, as on kernels before 5.8 (tests set it).
 	forceLegacy atomic.Bool
 	// counters for tests: how devices were bound, and free-device races lost
-	boundByConfigure, boundBySetFD, busyRetries atomic.Int64
+	boundByConfigure, boundBySetFD, busyRetries, maxRetries atomic.Int64
 	// statusHook, when set (tests), edits what LOOP_SET_STATUS64 is given
 	// on the fallback path, to make it fail after LOOP_SET_FD succeeded.
 	statusHook func(*unix.LoopInfo64)
@@ -266,10 +267,15 @@ func Attach(backing string, opt Options) (*Device, error) {
 		}
 		op, err := bind(lf, bf, info)
 		if errors.Is(err, unix.EBUSY) {
-			// Someone else bound it first: it is theirs, ask again.
+			// Someone else bound it first: it is theirs, ask again, after
+			// a short random pause once it has happened twice (a crowd
+			// of attachers otherwise keeps colliding on the same device).
 			busyRetries.Add(1)
 			lf.Close()
 			lastErr = err
+			if try >= 1 {
+				time.Sleep(time.Duration(rand.IntN(500*(try+1))) * time.Microsecond)
+			}
 			continue
 		}
 		if err != nil {
@@ -286,6 +292,8 @@ func Attach(backing string, opt Options) (*Device, error) {
 		}
 		if d.Backing == "" {
 			d.Backing = backing
+		}
+		for m := maxRetries.Load(); int64(try) > m && !maxRetries.CompareAndSwap(m, int64(try)); m = maxRetries.Load() {
 		}
 		return d, nil
 	}

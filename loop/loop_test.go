@@ -453,11 +453,36 @@ func TestAttachRace(t *testing.T) {
 				devs[i], errs[i] = Attach(imgs[i], Options{Offset: int64(i) * 512, Autoclear: true})
 			}()
 		}
+		// Competitors in other processes: losetup binds devices from the
+		// same pool; Attach must never clear one of theirs.
+		rival := make([]string, 3)
+		for i := range rival {
+			img := filepath.Join(dir, fmt.Sprintf("rival%d.img", i))
+			os.WriteFile(img, make([]byte, 64<<10), 0o600)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if out, err := exec.Command("losetup", "--find", "--show", img).Output(); err == nil {
+					rival[i] = strings.TrimSpace(string(out)) + "=" + img
+				}
+			}()
+		}
 		r0 := busyRetries.Load()
 		close(start)
 		wg.Wait()
 		forceLegacy.Store(false)
-		t.Logf("legacy=%v: %d attaches lost the free-device race and retried", legacy, busyRetries.Load()-r0)
+		for _, r := range rival {
+			dev, img, ok := strings.Cut(r, "=")
+			if !ok {
+				continue // losetup missing or failed; Attach is what is under test
+			}
+			if b := sysfs(t, dev, "loop/backing_file"); b != img {
+				t.Errorf("rival %s lost its binding to %s (now %q)", dev, img, b)
+			}
+			exec.Command("losetup", "-d", dev).Run()
+		}
+		t.Logf("legacy=%v: %d attaches lost the free-device race and retried (at most %d times for one attach)", legacy, busyRetries.Load()-r0, maxRetries.Load())
 		seen := map[string]int{}
 		for i, d := range devs {
 			if errs[i] != nil {
