@@ -230,7 +230,9 @@ func TestAttachToEndReadOnly(t *testing.T) {
 			if err := WaitDetached(d, 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
-			if err := Detach(d.Path); !errors.Is(err, unix.ENXIO) {
+			// A second detach through the stale Device must not touch the
+			// device (it may already be someone else's): ENXIO.
+			if err := d.Detach(); !errors.Is(err, unix.ENXIO) {
 				t.Errorf("second Detach: %v, want ENXIO", err)
 			}
 		})
@@ -279,20 +281,45 @@ func TestDetachErrors(t *testing.T) {
 	if err := Detach("/dev/loop-does-not-exist"); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("Detach of missing node: %v, want ENOENT", err)
 	}
+	// A device of our own with a high index: nobody else's GET_FREE
+	// hands it out while we test, so Detach cannot clear another test's
+	// device by accident.
 	ctl, err := os.OpenFile(ControlPath, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
-	ctl.Close()
-	if err != nil {
-		t.Fatal(err)
+	defer ctl.Close()
+	n := -1
+	for i := 900 + os.Getpid()%50; i < 1000; i++ {
+		if got, err := ioctlArg(int(ctl.Fd()), unix.LOOP_CTL_ADD, i); err == nil {
+			n = got
+			break
+		}
 	}
-	err = Detach(fmt.Sprintf("/dev/loop%d", n))
+	if n < 0 {
+		t.Skip("could not add a loop device")
+	}
+	defer ioctlArg(int(ctl.Fd()), unix.LOOP_CTL_REMOVE, n)
+	path := fmt.Sprintf("/dev/loop%d", n)
+	for i := 0; i < 100; i++ { // devtmpfs creates the node
+		if _, err := os.Stat(path); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	err = Detach(path)
 	if !errors.Is(err, unix.ENXIO) {
 		t.Errorf("Detach of free device: %v, want ENXIO", err)
 	}
 	t.Logf("%v", err)
+}
+
+func ioctlArg(fd int, req uint, arg int) (int, error) {
+	r, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), uintptr(req), uintptr(arg))
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
 }
 
 func TestWaitDetachedTimeout(t *testing.T) {
