@@ -642,3 +642,30 @@ func TestCheckCatchesMismatch(t *testing.T) {
 		t.Errorf("check of the true settings: %v", err)
 	}
 }
+
+func TestAttachDirectIO(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "losetup")
+	for _, legacy := range []bool{false, true} {
+		t.Run(fmt.Sprintf("legacy=%v", legacy), func(t *testing.T) {
+			forceLegacy.Store(legacy)
+			defer forceLegacy.Store(false)
+			img := image(t, nstest.TempDir(t), 4<<20)
+			opt := Options{Offset: 1 << 20, Autoclear: true, DirectIO: true}
+			d, err := Attach(img, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			opt.DirectIO = false
+			checkAttached(t, d, img, opt)
+			if !d.DirectIO || sysfs(t, d.Path, "loop/dio") != "1" {
+				t.Errorf("direct I/O not on: Device.DirectIO=%v sysfs dio=%s", d.DirectIO, sysfs(t, d.Path, "loop/dio"))
+			}
+			all, _ := Lookup(img)
+			if len(all) != 1 || !all[0].DirectIO {
+				t.Errorf("Lookup does not report dio: %+v", all)
+			}
+		})
+	}
+}
