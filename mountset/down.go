@@ -38,8 +38,19 @@ func (e *BusyError) Error() string {
 
 func (e *BusyError) Unwrap() error { return ErrBusy }
 
-// checkBusy refuses when another process holds one of devs.
-func checkBusy(opt Options, devs []uint64, what string) error {
+// checkBusy refuses when something holds one of the mounts at targets
+// (whose devices are devs). It first asks the kernel, mount by mount and
+// without side effects, whether each one is in use (umount2 with
+// MNT_EXPIRE: EBUSY when referenced, else EAGAIN and only an expiry
+// mark); only when one is does it scan /proc to name the holders, which
+// costs a stat of every open file of every process.
+func checkBusy(opt Options, targets []string, devs []uint64, what string) error {
+	if err := otherMounts(targets, devs, what); err != nil {
+		return err
+	}
+	if !anyBusy(targets) {
+		return nil
+	}
 	hs, err := busy.ScanExcept(opt.procDir(), devs, []int{os.Getpid()})
 	if err != nil {
 		return fmt.Errorf("looking for processes that use %s: %w", what, err)
@@ -48,6 +59,52 @@ func checkBusy(opt Options, devs []uint64, what string) error {
 		return &BusyError{What: what, Holders: hs}
 	}
 	return nil
+}
+
+// otherMounts refuses when the filesystem of one of devs is also mounted
+// somewhere other than targets (a bind mount of /usr/local, a second
+// mount of the card): unmounting ours would leave the card's filesystem
+// alive and the loop device attached.
+func otherMounts(targets []string, devs []uint64, what string) error {
+	tab, err := mount.Self()
+	if err != nil {
+		return err
+	}
+	ours := map[string]bool{}
+	for _, t := range targets {
+		ours[filepath.Clean(t)] = true
+	}
+	want := map[uint64]bool{}
+	for _, d := range devs {
+		want[d] = true
+	}
+	var extra []string
+	for _, m := range tab {
+		if want[mount.Dev(m)] && !ours[m.Mountpoint] {
+			extra = append(extra, m.Mountpoint)
+		}
+	}
+	if len(extra) > 0 {
+		return fmt.Errorf("%s %w: also mounted on %s (a bind mount?); unmount that first, nothing was unmounted",
+			what, ErrBusy, strings.Join(extra, ", "))
+	}
+	return nil
+}
+
+// anyBusy probes each target with umount2(MNT_EXPIRE). An answer other
+// than EAGAIN (free) or EBUSY (in use) counts as "maybe", so the caller
+// scans.
+func anyBusy(targets []string) bool {
+	for _, t := range targets {
+		err := unix.Unmount(t, unix.MNT_EXPIRE)
+		for err == unix.EINTR {
+			err = unix.Unmount(t, unix.MNT_EXPIRE)
+		}
+		if err != unix.EAGAIN {
+			return true
+		}
+	}
+	return false
 }
 
 // leaveMounts makes sure the running program does not pin what it is
@@ -141,8 +198,8 @@ func Down(opt Options) (*Record, error) {
 		printf(opt, "no overlays are mounted; the card stays on %s\n", rec.CardMount)
 		return rec, nil
 	}
-	devs := rec.devices(tab)
-	if err := checkBusy(opt, devs[:len(devs)-1], "the overlays are"); err != nil {
+	ovOnly := &Record{Overlays: up}
+	if err := checkBusy(opt, targets(ovOnly), ovOnly.devices(tab), "the overlays are"); err != nil {
 		return nil, err
 	}
 	if err := overlay.Unstack(up); err != nil {
@@ -187,7 +244,11 @@ func Eject(opt Options) (*Record, error) {
 		removeRecord(e.runDir)
 		return nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
 	}
-	if err := checkBusy(opt, rec.devices(tab), "the card is"); err != nil {
+	ts := targets(&Record{Overlays: up})
+	if c := tab.Lookup(rec.CardMount); c != nil && c.Source == rec.Loop {
+		ts = append(ts, rec.CardMount)
+	}
+	if err := checkBusy(opt, ts, rec.devices(tab), "the card is"); err != nil {
 		return nil, err
 	}
 	if err := overlay.Unstack(up); err != nil {

@@ -209,6 +209,24 @@ echo "cwd=$cwdpid fd=$fdpid shell=$$"
 	}
 }
 
+func TestE2EEjectRefusedWhileBindMounted(t *testing.T) {
+	// A bind mount of an overlaid directory holds no file open, yet it
+	// keeps the overlay, and so the card and the loop device, alive.
+	r := mustRun(t, `
+ovmount --root $R >/dev/null
+mkdir -p $D/elsewhere
+mount --bind $R/usr/local $D/elsewhere
+set +e
+eject --root $R; echo "exit $?"
+set -e
+echo "overlays: $(overlays)"
+umount $D/elsewhere
+eject --root $R >/dev/null
+checkClean
+`)
+	want(t, r, "exit 1", "also mounted on ", "/elsewhere", "overlays: 5", "CLEAN") // 4 + the bind
+}
+
 func TestE2EEjectFromBinaryUnderUsrBin(t *testing.T) {
 	// Over the real /: the binary is copied into the overlaid /usr/bin (so
 	// it lives on the card through /usr) and ejects from there.
