@@ -35,6 +35,28 @@ func newPrivateNS(targets []string) (*privateNS, error) {
 	ready := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
+		if unix.Gettid() == unix.Getpid() {
+			// The main thread must keep the process's namespace (it is
+			// what /proc/self shows, and it never exits): hand over to a
+			// goroutine, which cannot run on this locked thread.
+			done := make(chan struct{})
+			go func() { p.run(targets, ready); close(done) }()
+			<-done
+			runtime.UnlockOSThread()
+			return
+		}
+		p.run(targets, ready)
+	}()
+	if err := <-ready; err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// run is the namespace's thread.
+func (p *privateNS) run(targets []string, ready chan<- error) {
+	{
+		runtime.LockOSThread()
 		// no UnlockOSThread: the thread, and its namespace, end with it
 		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 			ready <- fmt.Errorf("private mount namespace: %w", err)
@@ -73,11 +95,7 @@ func newPrivateNS(targets []string) (*privateNS, error) {
 				return
 			}
 		}
-	}()
-	if err := <-ready; err != nil {
-		return nil, err
 	}
-	return p, nil
 }
 
 // Path is abs as seen in the private namespace, usable from any thread.

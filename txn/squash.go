@@ -75,7 +75,7 @@ func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string
 		}
 	}
 	if err := c.writeJournal(Journal{Op: "squash", ID: id, Command: command, Time: time.Now().UTC(), Args: old}); err != nil {
-		return "", err
+		return "", squashErr(err)
 	}
 	down := false
 	committed := false

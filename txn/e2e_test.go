@@ -1,0 +1,388 @@
+package txn_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/ovpkg/ovpkg/internal/nstest"
+)
+
+// End-to-end tests: the built commands as root inside a private mount
+// namespace (nstest). $R is a small root tree overlaid with --root, the
+// card is $D/card.img mounted on $D/card. `ovpkg __txn-test PATH TEXT`
+// is a trivial install: it writes PATH through the overlays inside a
+// transaction.
+func scratch(dir string, sizeMiB int) string {
+	return fmt.Sprintf(`
+D=%s
+mount -t tmpfs -o size=600m scratch "$D"
+export OVPKG_CONFIG=$D/ovpkg.conf
+mkoverlay %d "$D/card.img" >/dev/null
+echo "MOUNTPOINT=$D/card" >> "$OVPKG_CONFIG"
+echo "OVERLAY_DIRS=usr etc var" >> "$OVPKG_CONFIG"
+R=$D/root
+export D R
+[ -n "$D" ] && [ "$R" != / ]
+mkdir -p $R/usr/bin $R/usr/share/doc/base $R/etc $R/var/lib/dpkg
+echo base > $R/usr/bin/tool
+echo doc > $R/usr/share/doc/base/README
+printf 'root:x:0:0::/root:/bin/sh\ndaemon:x:1:1::/usr/sbin:/usr/sbin/nologin\n' > $R/etc/passwd
+printf 'Package: base-files\nStatus: install ok installed\nVersion: 1\n\n' > $R/var/lib/dpkg/status
+# the base as it is, reachable while the overlays hide it
+mkdir -p $D/base && mount --bind $R $D/base
+O="--root $R"
+t() { ovpkg __txn-test $O "$@"; }
+layers() { ls $D/card/ovpkg/layers | tr '\n' ' '; }
+stack() { tr '\n' ' ' < $D/card/ovpkg/stack; }
+# consistent: the stack lists exactly the layer directories, every
+# overlay's upper is the top layer, no journal left.
+consistent() {
+	local s l top
+	s=$(sort $D/card/ovpkg/stack | tr '\n' ' '); l=$(layers)
+	[ "$s" = "$l" ] || { echo "INCONSISTENT: stack [$s] dirs [$l]" >&2; return 1; }
+	top=$(tail -n1 $D/card/ovpkg/stack)
+	for d in usr etc var; do
+		grep -q " $R/$d .*upperdir=$D/card/ovpkg/layers/$top/tree/$d," /proc/self/mountinfo ||
+			{ echo "INCONSISTENT: overlay on $R/$d does not have layer $top as upper" >&2; grep " $R/$d " /proc/self/mountinfo >&2; return 1; }
+	done
+	[ ! -e $D/card/ovpkg/txn ] || { echo "INCONSISTENT: journal left: $(cat $D/card/ovpkg/txn)" >&2; return 1; }
+}
+view() { (cd $R && find usr etc var -printf '%%p %%y %%m %%U:%%G %%l\n' | sort; cat $(find usr etc var -type f | sort) | md5sum); }
+checkClean() {
+	local l m
+	umount $D/base
+	l=$(losetup -j "$D/card.img" || true)
+	m=$(awk -v d="$D/" 'index($5, d) == 1' /proc/self/mountinfo)
+	if [ -n "$l$m" ]; then echo "LEAK: loop [$l] mounts [$m]" >&2; return 1; fi
+	echo CLEAN
+}
+`, dir, sizeMiB)
+}
+
+func run(t *testing.T, sizeMiB int, script string, env ...string) nstest.Result {
+	t.Helper()
+	dir := nstest.TempDir(t)
+	return nstest.Run(t, scratch(dir, sizeMiB)+script, env...)
+}
+
+func mustRun(t *testing.T, script string, env ...string) nstest.Result {
+	t.Helper()
+	r := run(t, 64, script, env...)
+	if r.Code != 0 {
+		t.Fatalf("script failed: %s", r)
+	}
+	return r
+}
+
+func want(t *testing.T, r nstest.Result, subs ...string) {
+	t.Helper()
+	all := r.Stdout + r.Stderr
+	for _, s := range subs {
+		if !strings.Contains(all, s) {
+			t.Errorf("output lacks %q:\n%s", s, r)
+		}
+	}
+}
+
+func TestE2ETransactionsRollbackCommit(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+consistent
+t $R/usr/bin/a A
+t $R/usr/bin/b B
+[ "$(stack)" = "0001 0002 0003 " ]
+consistent
+# a failing install leaves nothing
+if t --fail $R/usr/bin/c C; then echo "fail did not fail"; exit 1; fi
+[ ! -e $R/usr/bin/c ]
+[ "$(stack)" = "0001 0002 0003 " ]
+consistent
+ovpkg history $O --json > $D/h.json
+grep -q '"stack": \[' $D/h.json
+[ "$(grep -c '"event": "txn"' $D/h.json)" = 2 ]
+ovpkg history $O
+# remove a base file and replace a base directory in transactions
+ovpkg __txn-test $O $R/etc/x X
+rm $R/usr/bin/tool
+[ -e $D/card/ovpkg/layers/0004/tree/usr/bin/tool ] && [ -c $D/card/ovpkg/layers/0004/tree/usr/bin/tool ]
+rm -rf $R/usr/share/doc/base && mkdir $R/usr/share/doc/base && echo new > $R/usr/share/doc/base/NEW
+view > $D/before
+# rollback 1 drops layer 0004 (and what was done in it meanwhile)
+ovpkg rollback $O
+[ "$(stack)" = "0001 0002 0003 " ]
+[ -e $R/usr/bin/tool ] && [ ! -e $R/etc/x ] && [ -e $R/usr/share/doc/base/README ]
+consistent
+t $R/etc/x X
+rm $R/usr/bin/tool
+rm -rf $R/usr/share/doc/base && mkdir $R/usr/share/doc/base && echo new > $R/usr/share/doc/base/NEW
+t $R/usr/bin/d D
+view > $D/before
+ovpkg commit $O
+[ "$(stack)" = "0006 " ]
+consistent
+view > $D/after
+diff $D/before $D/after
+# whiteout and opaque directory survived the squash
+[ -c $D/card/ovpkg/layers/0006/tree/usr/bin/tool ]
+getfattr -n trusted.overlay.opaque $D/card/ovpkg/layers/0006/tree/usr/share/doc/base 2>/dev/null | grep -q '"y"' || python3 -c 'import os,sys; sys.exit(0 if os.getxattr(sys.argv[1],"trusted.overlay.opaque")==b"y" else 1)' $D/card/ovpkg/layers/0006/tree/usr/share/doc/base
+# base untouched
+[ "$(cat $D/base/usr/bin/tool)" = base ] && [ -e $D/base/usr/share/doc/base/README ] && [ ! -e $D/base/usr/bin/a ]
+# the squashed card survives eject and ovmount
+ovpkg eject $O >/dev/null
+ovmount $O >/dev/null
+view > $D/again
+diff $D/before $D/again
+ovpkg history $O
+# nothing left to roll back, clearly
+if ovpkg rollback $O 2> $D/err; then echo "rollback past the first layer worked"; exit 1; fi
+cat $D/err
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN", "squashed into 0006", "cannot roll back past the first layer")
+}
+
+// Kill the process at each step of a transaction; the next command (or an
+// eject + ovmount, as after a pulled card) finds the state before or
+// after it, never a mix, and says which.
+func TestE2ECrashAtEachStep(t *testing.T) {
+	type tc struct {
+		step      string
+		committed bool
+	}
+	cases := []tc{
+		{"begin-journal", false}, {"begin-layer", false}, {"restack-down", false}, {"begin-restacked", false},
+		{"before-pm", false}, {"pm", false}, {"commit-stack", false}, {"commit-history", true}, {"commit-journal", true},
+	}
+	var b strings.Builder
+	b.WriteString("ovmount $O >/dev/null\nt $R/usr/bin/first 1\n")
+	for i, c := range cases {
+		f := fmt.Sprintf("$R/usr/bin/f%d", i)
+		fmt.Fprintf(&b, `
+echo "== %[1]s"
+view > $D/v0
+s0=$(stack)
+if OVPKG_TEST_CRASH_AT=%[1]s ovpkg __txn-test $O %[2]s X; then echo "crash point %[1]s not reached"; exit 1; fi
+if [ %[3]d = 1 ]; then
+	# pulled card: everything goes, then ovmount
+	ovpkg eject $O >/dev/null 2>&1 || { grep overlay /proc/self/mountinfo >&2; exit 1; }
+fi
+ovmount $O >/dev/null
+ovpkg history $O > $D/msg 2>&1
+cat $D/msg
+consistent
+if [ %[4]v = true ]; then
+	[ -e %[2]s ] || { echo "%[1]s: committed transaction lost"; exit 1; }
+	grep -q "was committed before the interruption" $D/msg
+else
+	[ ! -e %[2]s ] || { echo "%[1]s: interrupted transaction visible"; exit 1; }
+	[ "$(stack)" = "$s0" ]
+	view > $D/v1
+	diff $D/v0 $D/v1
+	case %[1]s in begin-journal|begin-layer|restack-down|begin-restacked|before-pm|pm|commit-stack)
+		grep -q "was interrupted; the card is as before it" $D/msg ;;
+	esac
+fi
+`, c.step, f, i%2, c.committed)
+	}
+	b.WriteString(`
+# squash interrupted at each step
+for s in squash-copy squash-stack squash-cleanup; do
+	t $R/etc/sq-$s X
+	view > $D/v0
+	if OVPKG_TEST_CRASH_AT=$s ovpkg commit $O; then echo "crash point $s not reached"; exit 1; fi
+	ovmount $O >/dev/null
+	ovpkg history $O
+	consistent
+	view > $D/v1
+	diff $D/v0 $D/v1
+done
+# flatten interrupted: no image left, source untouched
+view > $D/v0
+if OVPKG_TEST_CRASH_AT=flatten-copy ovpkg flatten $O --to $D/new.img; then echo "flatten crash not reached"; exit 1; fi
+[ ! -e $D/new.img ]
+view > $D/v1
+diff $D/v0 $D/v1
+consistent
+ovpkg flatten $O -q --to $D/new.img
+[ -e $D/new.img ] && [ ! -e $D/.new.img.ovpkg-flatten ]
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	r := mustRun(t, b.String())
+	want(t, r, "CLEAN")
+}
+
+func TestE2EENOSPCDuringCommit(t *testing.T) {
+	r := run(t, 8, `
+ovmount $O >/dev/null
+for i in 1 2 3; do
+	ovpkg __txn-test $O $R/usr/lib/l$i/a/b/c/file X
+	mkdir -p $R/usr/lib/l$i/dirs && for j in $(seq 1 40); do mkdir -p $R/usr/lib/l$i/dirs/d$j; done
+done
+# fill the card to the last block and inode
+dd if=/dev/zero of=$R/var/fill bs=64k 2>/dev/null || true
+i=0; while mkdir $R/var/i$i 2>/dev/null; do i=$((i+1)); done
+sync
+view > $D/v0
+s0=$(stack)
+if ovpkg commit $O 2> $D/err; then echo "commit on a full card succeeded"; cat $D/err; exit 1; fi
+cat $D/err
+grep -q "card is full" $D/err
+[ "$(stack)" = "$s0" ]
+consistent
+view > $D/v1
+diff $D/v0 $D/v1
+# free space: the commit works
+rm $R/var/fill; rmdir $R/var/i*
+ovpkg commit $O
+consistent
+[ -e $R/usr/lib/l2/a/b/c/file ]
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	if r.Code != 0 {
+		t.Fatalf("%s", r)
+	}
+	want(t, r, "CLEAN")
+}
+
+func TestE2E200InstallsAndRollbacks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	r := mustRun(t, `
+ovmount $O >/dev/null
+for i in $(seq 1 200); do
+	t $R/usr/bin/p$i $i 2>/dev/null
+	[ -e $R/usr/bin/p$i ]
+	ovpkg rollback $O >/dev/null
+	[ ! -e $R/usr/bin/p$i ]
+done
+[ "$(stack)" = "0001 " ]
+consistent
+# and 40 kept installs: the automatic squash bounds the layers
+for i in $(seq 1 40); do t $R/usr/bin/k$i $i 2>/dev/null; done
+n=$(wc -w < $D/card/ovpkg/stack)
+echo "layers after 40 installs: $n"
+[ "$n" -le 16 ]
+for i in $(seq 1 40); do [ "$(cat $R/usr/bin/k$i)" = $i ]; done
+consistent
+ovpkg history $O --json | grep -c '"event": "txn"'
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN")
+}
+
+func TestE2EFlattenMountsEqual(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+t $R/usr/bin/a A
+t $R/etc/conf "k=v"
+rm $R/usr/bin/tool
+rm -rf $R/usr/share/doc/base && mkdir $R/usr/share/doc/base && echo new > $R/usr/share/doc/base/NEW
+ln -s a $R/usr/bin/link
+t $R/var/lib/x/y Z
+view > $D/src
+# refusals
+touch $D/exists.img
+if ovpkg flatten $O --to $D/exists.img; then echo "overwrote a file"; exit 1; fi
+if ovpkg flatten $O --to $D/card.img; then echo "flattened onto the card image"; exit 1; fi
+if ovpkg flatten $O --to $R/var/new.img; then echo "flattened onto the card via the overlay"; exit 1; fi
+[ ! -e $R/var/new.img ]
+ovpkg flatten $O --to $D/new.img 2> $D/progress
+grep -q "flatten: .* files" $D/progress
+off=$(sfdisk -J $D/new.img | python3 -c 'import json,sys; t=json.load(sys.stdin)["partitiontable"]; print(t["partitions"][0]["start"]*512)')
+e2fsck -fn "$D/new.img?offset=$off" >/dev/null
+ovpkg eject $O >/dev/null
+uuid=$(blkid -p -o value -s UUID -O $off $D/new.img)
+sed -i "s|^SD_ROOTFS=.*|SD_ROOTFS=$D/new.img|; s|^SD_UUID=.*|SD_UUID=$uuid|" $OVPKG_CONFIG
+ovmount $O >/dev/null
+cat $D/card/ovpkg/stack
+view > $D/dst
+diff $D/src $D/dst
+ovpkg eject $O >/dev/null
+# --base: a plain root tree equal to the merged view
+sed -i "s|^SD_ROOTFS=.*|SD_ROOTFS=$D/card.img|" $OVPKG_CONFIG
+sed -i "/^SD_UUID=/d" $OVPKG_CONFIG
+ovmount $O --trust >/dev/null
+ovpkg flatten $O -q --base --to $D/root.img
+ovpkg eject $O >/dev/null
+off=$(sfdisk -J $D/root.img | python3 -c 'import json,sys; t=json.load(sys.stdin)["partitiontable"]; print(t["partitions"][0]["start"]*512)')
+mkdir $D/rootimg && mount -o ro,loop,offset=$off $D/root.img $D/rootimg
+(cd $D/rootimg && find usr etc var -printf '%p %y %m %U:%G %l\n' | sort; cat $(find usr etc var -type f | sort) | md5sum) > $D/rootview
+umount $D/rootimg
+diff $D/src $D/rootview
+checkClean
+`)
+	want(t, r, "CLEAN")
+}
+
+func TestE2EDedupe(t *testing.T) {
+	r := mustRun(t, `
+if ovpkg dedupe $O 2> $D/err; then echo "dedupe without a card worked"; exit 1; fi
+cat $D/err
+ovmount $O >/dev/null
+# copies of base files on the card (same content, mode, owner)
+t $R/usr/bin/new N
+head -c 200000 /dev/urandom > $D/base/usr/bin/big
+ovpkg eject $O >/dev/null; ovmount $O >/dev/null
+cp -p $R/usr/bin/big $R/usr/bin/big.tmp && mv $R/usr/bin/big.tmp $R/usr/bin/big
+cp -p $R/usr/share/doc/base/README $R/usr/share/doc/base/R.tmp && mv $R/usr/share/doc/base/R.tmp $R/usr/share/doc/base/README
+[ -e $D/card/ovpkg/layers/0002/tree/usr/bin/big ]
+chmod 600 $R/usr/bin/tool
+view > $D/v0
+ovpkg dedupe $O --json > $D/d.json
+cat $D/d.json
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["files"]==2 and d["bytes_freed"]>=200000, d' $D/d.json
+view > $D/v1
+diff $D/v0 $D/v1
+[ ! -e $D/card/ovpkg/layers/0002/tree/usr/bin/big ] && [ ! -e $D/card/ovpkg/layers/0002/tree/usr/share ]
+[ -e $D/card/ovpkg/layers/0002/tree/usr/bin/tool ] && [ -e $D/card/ovpkg/layers/0002/tree/usr/bin/new ]
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN", "run ovmount first")
+}
+
+func TestE2EDriftAndRebase(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+# the card copies passwd and the status database in a transaction
+t $R/etc/marker M
+echo 'games:x:5:60::/usr/games:/usr/sbin/nologin' >> $R/etc/passwd
+printf 'Package: supertux\nStatus: install ok installed\nVersion: 0.6\n\n' >> $R/var/lib/dpkg/status
+t $R/etc/marker2 M
+ovpkg rebase --check $O | tee $D/check
+grep -q "has not changed" $D/check
+# the base changes underneath
+echo '_apt:x:42:65534::/nonexistent:/usr/sbin/nologin' >> $D/base/etc/passwd
+printf 'Package: adduser\nStatus: install ok installed\nVersion: 3\n\n' >> $D/base/var/lib/dpkg/status
+ovpkg rebase --check $O | tee $D/check
+grep -q "/etc/passwd changed in the base" $D/check
+grep -q "/var/lib/dpkg/status changed in the base" $D/check
+ovpkg rebase $O
+grep -q '^games:' $R/etc/passwd && grep -q '^_apt:' $R/etc/passwd && grep -q '^root:' $R/etc/passwd
+grep -q 'Package: supertux' $R/var/lib/dpkg/status && grep -q 'Package: adduser' $R/var/lib/dpkg/status
+ovpkg rebase --check $O | grep -q "has not changed"
+ovpkg history $O | grep -q rebase
+# a conflict: both sides change root's entry -> refused, nothing changed
+sed -i 's|^root:x:0:0::/root:/bin/sh|root:x:0:0::/root:/bin/zsh|' $R/etc/passwd
+t $R/etc/marker3 M
+sed -i 's|^root:x:0:0::/root:/bin/sh|root:x:0:0::/root:/bin/dash|' $D/base/etc/passwd
+cp $R/etc/passwd $D/p0
+s0=$(stack)
+if ovpkg rebase $O 2> $D/err; then echo "conflicting rebase succeeded"; exit 1; fi
+cat $D/err
+grep -q "conflict" $D/err && grep -q "root" $D/err
+cmp $D/p0 $R/etc/passwd
+[ "$(stack)" = "$s0" ]
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN")
+}
