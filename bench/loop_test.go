@@ -32,41 +32,59 @@ func loopImage(b *testing.B) string {
 const (
 	benchOffset    = 1 << 20
 	benchSizeLimit = 4 << 20
-	// baselineRuns is how many losetup cycles measure the baseline (each
-	// is two fork+execs, so b.N of them would take long).
-	baselineRuns = 50
 )
 
-// losetupCycle is the shell way: losetup --find --show, then losetup -d.
-func losetupCycle(b *testing.B, img string) {
-	out, err := exec.Command("losetup", "--find", "--show",
-		"-o", strconv.Itoa(benchOffset), "--sizelimit", strconv.Itoa(benchSizeLimit), img).Output()
-	if err != nil {
-		b.Fatalf("losetup --find --show: %v", err)
+// kernelVersus runs ours b.N times and the baseline every every-th
+// iteration, interleaved so that both see the same machine load (other
+// tests may be running), and reports the baseline's time per op and the
+// ratio ours/baseline as x-<name> (lower is better).
+func kernelVersus(b *testing.B, name string, every int, ours, base func()) {
+	b.Helper()
+	base() // warm up (page cache for the baseline program)
+	var baseTime, ourTime time.Duration
+	baseRuns := 0
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t := time.Now()
+		ours()
+		ourTime += time.Since(t)
+		if i%every == 0 {
+			b.StopTimer()
+			t = time.Now()
+			base()
+			baseTime += time.Since(t)
+			baseRuns++
+			b.StartTimer()
+		}
 	}
-	if out, err := exec.Command("losetup", "-d", strings.TrimSpace(string(out))).CombinedOutput(); err != nil {
-		b.Fatalf("losetup -d: %v %s", err, out)
-	}
+	b.StopTimer()
+	perBase := float64(baseTime.Nanoseconds()) / float64(baseRuns)
+	perOurs := float64(ourTime.Nanoseconds()) / float64(b.N)
+	b.ReportMetric(perBase, name+"-ns/op")
+	b.ReportMetric(perOurs/perBase, "x-"+name)
 }
 
-func baseline(b *testing.B, img string) time.Duration {
-	start := time.Now()
-	for i := 0; i < baselineRuns; i++ {
-		losetupCycle(b, img)
+// losetupCycle is the shell way: losetup --find --show, then losetup -d.
+func losetupCycle(b *testing.B, img string) func() {
+	return func() {
+		out, err := exec.Command("losetup", "--find", "--show",
+			"-o", strconv.Itoa(benchOffset), "--sizelimit", strconv.Itoa(benchSizeLimit), img).Output()
+		if err != nil {
+			b.Fatalf("losetup --find --show: %v", err)
+		}
+		if out, err := exec.Command("losetup", "-d", strings.TrimSpace(string(out))).CombinedOutput(); err != nil {
+			b.Fatalf("losetup -d: %v %s", err, out)
+		}
 	}
-	return time.Since(start) / baselineRuns
 }
 
 // BenchmarkLoopAttachDetach times loop.Attach (offset + size limit) and
 // Device.Detach against `losetup --find --show -o --sizelimit` +
-// `losetup -d` in the same run; x-losetup is ours/losetup (lower is
-// better).
+// `losetup -d` in the same run; x-losetup is ours/losetup.
 func BenchmarkLoopAttachDetach(b *testing.B) {
 	img := loopImage(b)
-	base := baseline(b, img)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	kernelVersus(b, "losetup", 20, func() {
 		d, err := loop.Attach(img, loop.Options{Offset: benchOffset, SizeLimit: benchSizeLimit})
 		if err != nil {
 			b.Fatal(err)
@@ -74,11 +92,7 @@ func BenchmarkLoopAttachDetach(b *testing.B) {
 		if err := d.Detach(); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.StopTimer()
-	ours := b.Elapsed() / time.Duration(b.N)
-	b.ReportMetric(float64(base.Nanoseconds()), "losetup-ns/op")
-	b.ReportMetric(float64(ours)/float64(base), "x-losetup")
+	}, losetupCycle(b, img))
 }
 
 // BenchmarkLoopAutoclearCycle is the cycle ovmount/eject do: attach with
@@ -86,10 +100,7 @@ func BenchmarkLoopAttachDetach(b *testing.B) {
 // that the kernel cleared it; same losetup baseline.
 func BenchmarkLoopAutoclearCycle(b *testing.B) {
 	img := loopImage(b)
-	base := baseline(b, img)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
+	kernelVersus(b, "losetup", 20, func() {
 		d, err := loop.Attach(img, loop.Options{Offset: benchOffset, SizeLimit: benchSizeLimit, Autoclear: true})
 		if err != nil {
 			b.Fatal(err)
@@ -98,9 +109,5 @@ func BenchmarkLoopAutoclearCycle(b *testing.B) {
 		if err := loop.WaitDetached(d, 5*time.Second); err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.StopTimer()
-	ours := b.Elapsed() / time.Duration(b.N)
-	b.ReportMetric(float64(base.Nanoseconds()), "losetup-ns/op")
-	b.ReportMetric(float64(ours)/float64(base), "x-losetup")
+	}, losetupCycle(b, img))
 }

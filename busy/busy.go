@@ -2,6 +2,7 @@ package busy
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -59,7 +60,8 @@ func ScanExcept(procDir string, devs []uint64, exclude []int) ([]Holder, error) 
 		pids = append(pids, pid)
 	}
 	slices.Sort(pids)
-	sc := &scanner{procDir: procDir, want: want, sdev: map[uint64]uint64{}, read: map[string]bool{}}
+	sc := &scanner{procDir: procDir, want: want, sdev: map[uint64]uint64{}, read: map[string]bool{},
+		buf: make([]byte, 16*1024)}
 	var out []Holder
 	for _, pid := range pids {
 		hs, err := sc.scanPID(pid)
@@ -91,11 +93,11 @@ type scanner struct {
 	// ID could not be found).
 	sdev map[uint64]uint64
 	read map[string]bool // mountinfo files already read
+	buf  []byte          // line buffer shared by the parsers
 }
 
 func (s *scanner) scanPID(pid int) ([]Holder, error) {
 	dir := filepath.Join(s.procDir, strconv.Itoa(pid))
-	cmd := command(dir)
 	var out []Holder
 	var exe fileID
 	exePath, _ := os.Readlink(filepath.Join(dir, "exe"))
@@ -105,7 +107,7 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 			exe = id
 		}
 		if ok {
-			out = append(out, Holder{PID: pid, Command: cmd, Use: use, Path: path})
+			out = append(out, Holder{PID: pid, Command: "", Use: use, Path: path})
 		}
 	}
 	fds, err := os.ReadDir(filepath.Join(dir, "fd"))
@@ -121,12 +123,12 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 	slices.Sort(fdNums)
 	for _, n := range fdNums {
 		if _, path, ok := s.check(filepath.Join(dir, "fd", strconv.Itoa(n)), dir); ok {
-			out = append(out, Holder{PID: pid, Command: cmd, Use: "fd " + strconv.Itoa(n), Path: path})
+			out = append(out, Holder{PID: pid, Command: "", Use: "fd " + strconv.Itoa(n), Path: path})
 		}
 	}
 	f, err := os.Open(filepath.Join(dir, "maps"))
 	if err == nil {
-		maps, err := ParseMaps(f, s.want)
+		maps, err := parseMaps(f, s.want, s.buf)
 		f.Close()
 		if err != nil && !gone(err) {
 			return nil, fmt.Errorf("busy: %s/maps: %w", dir, err)
@@ -138,7 +140,15 @@ func (s *scanner) scanPID(pid int) ([]Holder, error) {
 				// shows a layer's pseudo device).
 				continue
 			}
-			out = append(out, Holder{PID: pid, Command: cmd, Use: "mmap", Path: m.Path})
+			out = append(out, Holder{PID: pid, Command: "", Use: "mmap", Path: m.Path})
+		}
+	}
+	if len(out) > 0 {
+		// Only holders need a name: reading comm for every process
+		// would cost a fifth of the scan.
+		cmd := command(dir)
+		for i := range out {
+			out[i].Command = cmd
 		}
 	}
 	return out, nil
@@ -202,7 +212,7 @@ func (s *scanner) mountDev(id uint64, procPID string) uint64 {
 		}
 		s.read[f] = true
 		if r, err := os.Open(f); err == nil {
-			ParseMountinfo(r, s.sdev)
+			parseMountinfo(r, s.sdev, s.buf)
 			r.Close()
 		}
 		if d, ok := s.sdev[id]; ok {
@@ -216,29 +226,84 @@ func (s *scanner) mountDev(id uint64, procPID string) uint64 {
 // ParseMountinfo adds "mount ID -> device" (st_dev encoding of the
 // major:minor field) for each line of /proc/PID/mountinfo text to m.
 func ParseMountinfo(r io.Reader, m map[uint64]uint64) error {
+	return parseMountinfo(r, m, make([]byte, 4096))
+}
+
+func parseMountinfo(r io.Reader, m map[uint64]uint64, buf []byte) error {
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sc.Buffer(buf, 1<<20)
+	var f [3][]byte
 	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 3 {
+		// 612 22 0:39 / /usr rw,relatime - overlay ov rw,...
+		if _, ok := fields(sc.Bytes(), f[:]); !ok {
 			continue
 		}
-		id, err := strconv.ParseUint(f[0], 10, 64)
-		if err != nil {
-			continue
-		}
-		ma, mi, ok := strings.Cut(f[2], ":")
+		id, ok := parseUint(f[0], 10)
 		if !ok {
 			continue
 		}
-		major, err1 := strconv.ParseUint(ma, 10, 32)
-		minor, err2 := strconv.ParseUint(mi, 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
+		if dev, ok := parseDev(f[2], 10); ok {
+			m[id] = dev
 		}
-		m[id] = unix.Mkdev(uint32(major), uint32(minor))
 	}
 	return sc.Err()
+}
+
+// fields splits the first len(f) space-separated fields of line into f
+// and returns the rest of the line after them.
+func fields(line []byte, f [][]byte) ([]byte, bool) {
+	for i := range f {
+		line = bytes.TrimLeft(line, " ")
+		j := bytes.IndexByte(line, ' ')
+		if j < 0 {
+			j = len(line)
+		}
+		if j == 0 {
+			return nil, false
+		}
+		f[i], line = line[:j], line[j:]
+	}
+	return bytes.TrimLeft(line, " "), true
+}
+
+// parseUint parses an unsigned number without allocating.
+func parseUint(b []byte, base uint64) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		var d uint64
+		switch {
+		case c >= '0' && c <= '9':
+			d = uint64(c - '0')
+		case base == 16 && c >= 'a' && c <= 'f':
+			d = uint64(c-'a') + 10
+		case base == 16 && c >= 'A' && c <= 'F':
+			d = uint64(c-'A') + 10
+		default:
+			return 0, false
+		}
+		if d >= base {
+			return 0, false
+		}
+		n = n*base + d
+	}
+	return n, true
+}
+
+// parseDev parses "major:minor" into the st_dev encoding.
+func parseDev(b []byte, base uint64) (uint64, bool) {
+	i := bytes.IndexByte(b, ':')
+	if i < 0 {
+		return 0, false
+	}
+	major, ok1 := parseUint(b[:i], base)
+	minor, ok2 := parseUint(b[i+1:], base)
+	if !ok1 || !ok2 || major > 0xffffffff || minor > 0xffffffff {
+		return 0, false
+	}
+	return unix.Mkdev(uint32(major), uint32(minor)), true
 }
 
 // command returns the process's comm, or argv[0] of its cmdline.
@@ -270,46 +335,35 @@ type Mapping struct {
 // file when want is nil. Anonymous and special mappings (inode 0) are
 // skipped.
 func ParseMaps(r io.Reader, want map[uint64]bool) ([]Mapping, error) {
+	return parseMaps(r, want, make([]byte, 4096))
+}
+
+// parseMaps is ParseMaps with a caller's line buffer; it allocates only
+// for the mappings it returns.
+func parseMaps(r io.Reader, want map[uint64]bool, buf []byte) ([]Mapping, error) {
 	var out []Mapping
-	seen := map[fileID]bool{}
+	var seen map[fileID]bool
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sc.Buffer(buf, 1<<20)
+	var f [5][]byte
 	for sc.Scan() {
 		// 7f2c4d5e6000-7f2c4d5e8000 r--p 00000000 fd:00 1234  /usr/lib/x.so
-		line := sc.Text()
-		var fields [5]string
-		rest := line
-		ok := true
-		for i := range fields {
-			rest = strings.TrimLeft(rest, " ")
-			var f string
-			f, rest, _ = strings.Cut(rest, " ")
-			if f == "" {
-				ok = false
-				break
-			}
-			fields[i] = f
-		}
+		line := sc.Bytes()
+		rest, ok := fields(line, f[:])
 		if !ok {
 			continue
 		}
-		ino, err := strconv.ParseUint(fields[4], 10, 64)
-		if err != nil {
+		ino, ok := parseUint(f[4], 10)
+		if !ok {
 			return out, fmt.Errorf("bad inode in maps line %q", line)
 		}
 		if ino == 0 {
 			continue
 		}
-		ma, mi, found := strings.Cut(fields[3], ":")
-		if !found {
+		dev, ok := parseDev(f[3], 16)
+		if !ok {
 			return out, fmt.Errorf("bad device in maps line %q", line)
 		}
-		major, err1 := strconv.ParseUint(ma, 16, 32)
-		minor, err2 := strconv.ParseUint(mi, 16, 32)
-		if err1 != nil || err2 != nil {
-			return out, fmt.Errorf("bad device in maps line %q", line)
-		}
-		dev := unix.Mkdev(uint32(major), uint32(minor))
 		if want != nil && !want[dev] {
 			continue
 		}
@@ -317,8 +371,11 @@ func ParseMaps(r io.Reader, want map[uint64]bool) ([]Mapping, error) {
 		if seen[id] {
 			continue
 		}
+		if seen == nil {
+			seen = map[fileID]bool{}
+		}
 		seen[id] = true
-		out = append(out, Mapping{Dev: dev, Ino: ino, Path: strings.TrimLeft(rest, " ")})
+		out = append(out, Mapping{Dev: dev, Ino: ino, Path: string(rest)})
 	}
 	return out, sc.Err()
 }
