@@ -47,7 +47,11 @@ for i in $(seq $N); do
 done
 t1=$(date +%%s%%N)
 for i in $(seq $N); do
-	dev=$(losetup -f --show -o 1048576 --sizelimit 66060288 $D/card.img)
+	# Retry like loop.Attach does: another process may take or remove the
+	# free device losetup picked (ENXIO/EBUSY) on a busy machine.
+	for try in 1 2 3 4 5 6 7 8 9 10; do
+		dev=$(losetup -f --show -o 1048576 --sizelimit 66060288 $D/card.img 2>/dev/null) && break
+	done
 	mount -t ext2 -o noatime,nosuid,nodev,noexec,errors=remount-ro $dev $D/card
 	for d in usr etc var opt; do
 		mount -t overlay ovpkg -o lowerdir=$R/$d,upperdir=$L/tree/$d,workdir=$L/work/$d,index=off,metacopy=off,redirect_dir=nofollow,xino=auto $R/$d
