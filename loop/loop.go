@@ -229,6 +229,12 @@ func Attach(backing string, opt Options) (*Device, error) {
 			return nil, &Error{Op: "attach", Backing: backing,
 				Err: fmt.Errorf("%w: offset %d is not inside the %d-byte file", unix.EINVAL, opt.Offset, st.Size)}
 		}
+		if opt.SizeLimit > 0 && opt.SizeLimit > st.Size-opt.Offset {
+			// A partition that ends past the end of its image file: the
+			// file is truncated or the table is wrong; do not mount it.
+			return nil, &Error{Op: "attach", Backing: backing,
+				Err: fmt.Errorf("%w: offset %d + size limit %d ends past the end of the %d-byte file", unix.EINVAL, opt.Offset, opt.SizeLimit, st.Size)}
+		}
 		want = st.Size - opt.Offset
 		if opt.SizeLimit > 0 && opt.SizeLimit < want {
 			want = opt.SizeLimit

@@ -252,6 +252,7 @@ func TestAttachErrors(t *testing.T) {
 		{"missing file", filepath.Join(dir, "nope.img"), Options{}, unix.ENOENT},
 		{"directory", dir, Options{}, unix.EISDIR},
 		{"offset past end", img, Options{Offset: 1 << 20}, unix.EINVAL},
+		{"size limit past end", img, Options{Offset: 512, SizeLimit: 1 << 20}, unix.EINVAL},
 		{"negative offset", img, Options{Offset: -1}, unix.EINVAL},
 		{"negative size limit", img, Options{SizeLimit: -1}, unix.EINVAL},
 	}
