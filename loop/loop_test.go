@@ -370,7 +370,7 @@ func TestDetachHeldOpen(t *testing.T) {
 // Detach (this test binary as a helper) while it is mounted.
 func TestDetachMounted(t *testing.T) {
 	nstest.RequireRoot(t)
-	nstest.Need(t, "mkfs.ext2")
+	nstest.Need(t, "mkfs.ext2", "e2fsck")
 	dir := nstest.TempDir(t)
 	img := filepath.Join(dir, "card.img")
 	if out, err := exec.Command("sh", "-c", "truncate -s 8M "+img+" && mkfs.ext2 -q -F "+img).CombinedOutput(); err != nil {
