@@ -52,6 +52,7 @@ func helper(args []string) int {
 // unmount it: EBUSY when it runs from its file, success after FromMemory.
 func TestUnmountOwnDirectory(t *testing.T) {
 	nstest.RequireRoot(t)
+	nstest.Need(t, "unshare") // the memfd_noexec cases run in a child PID namespace
 	self, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
