@@ -49,6 +49,15 @@ func helper(args []string) int {
 			return 1
 		}
 		fmt.Println("detached")
+	case "lookup":
+		ds, err := Lookup(args[1])
+		if err != nil {
+			fmt.Println("lookup:", err)
+			return 1
+		}
+		for _, d := range ds {
+			fmt.Printf("found %s\n", d.Path)
+		}
 	default:
 		return 2
 	}
@@ -435,6 +444,18 @@ func TestLookupByInode(t *testing.T) {
 		if len(got) != 1 || got[0].Path != d.Path || got[0].Offset != 512 {
 			t.Errorf("Lookup(%s) = %+v, want %s", p, got, d.Path)
 		}
+	}
+	// Through a bind mount of the file (in a private namespace): another
+	// path, another mount, same st_dev/st_ino.
+	self, _ := os.Executable()
+	r := nstest.Run(t, fmt.Sprintf(`
+touch %[1]s/bound.img
+mount --bind %[2]s %[1]s/bound.img
+%[3]s="lookup %[1]s/bound.img" %[4]s
+umount %[1]s/bound.img
+`, dir, img, helperEnv, self))
+	if r.Code != 0 || strings.TrimSpace(r.Stdout) != "found "+d.Path {
+		t.Errorf("Lookup through a bind mount: want %s\n%s", d.Path, r)
 	}
 	if got, _ := Lookup(cp); len(got) != 0 {
 		t.Errorf("Lookup(copy) = %+v, want none", got)
