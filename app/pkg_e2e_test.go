@@ -87,7 +87,7 @@ ovpkg files %[5]s
 ovpkg status
 ovpkg status --json | grep -q '"card_packages": 4' && echo STATUS-COUNT-OK
 eject
-command -v %[5]s >/dev/null || echo GONE-AFTER-EJECT
+hash -r; test -e /usr/bin/%[5]s || echo GONE-AFTER-EJECT
 dpkg-query -W %[5]s 2>/dev/null || echo NOT-IN-DB-AFTER-EJECT
 baseSame && echo BASE-SAME-AFTER-EJECT
 ovmount >/dev/null
@@ -219,7 +219,7 @@ hello
 ovpkg list
 ls /var/cache/apt/archives/hello_*.deb 2>/dev/null || echo ARCHIVE-CLEANED
 eject
-command -v hello || echo GONE
+hash -r; test -e /usr/bin/hello || echo GONE
 baseSame && echo BASE-SAME
 `)
 	if r.Code != 0 {

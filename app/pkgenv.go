@@ -69,6 +69,26 @@ func (e *pkgEnv) close() {
 	if e.unlock != nil {
 		e.unlock()
 	}
+	if os.Getenv(envReportRSS) != "" {
+		reportRSS(e.c.App.ErrWriter)
+	}
+}
+
+// envReportRSS makes the package verbs print ovpkg's own peak RSS
+// (VmHWM: this process only, not the package manager it ran) for the
+// benchmark.
+const envReportRSS = "OVPKG_REPORT_RSS"
+
+func reportRSS(w io.Writer) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "VmHWM:") {
+			fmt.Fprintf(w, "ovpkg-vmhwm-kb: %s\n", strings.Fields(l)[1])
+		}
+	}
 }
 
 func (e *pkgEnv) say(format string, a ...any) { fmt.Fprintf(e.out, "ovpkg: "+format+"\n", a...) }

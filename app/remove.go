@@ -49,13 +49,24 @@ func removeAction(c *cli.Context) (retErr error) {
 			retErr = fmt.Errorf("%w; nothing was changed", retErr)
 		}
 	}()
-	argv, err := e.m.Argv(op, args, pkgmgr.ArgvOptions{Yes: c.Bool("yes")})
-	if err != nil {
+	if _, err := e.m.Argv(op, args, pkgmgr.ArgvOptions{}); err != nil {
 		return usagef("remove: %v", err)
 	}
 	plan, err := e.m.PlanRemove(context.Background(), args)
 	if err != nil {
 		return fmt.Errorf("remove: %w", err)
+	}
+	var set []string
+	for _, p := range plan.Remove {
+		set = append(set, p.Key())
+	}
+	if len(set) > len(args) && !c.Bool("yes") {
+		return fmt.Errorf("remove: %s also removes the packages that depend on it: %s; run again with --yes to remove them all",
+			strings.Join(args, ", "), strings.Join(set[len(args):], ", "))
+	}
+	argv, err := e.m.Argv(op, set, pkgmgr.ArgvOptions{Yes: c.Bool("yes")})
+	if err != nil {
+		return usagef("remove: %v", err)
 	}
 	d, err := e.readDBs()
 	if err != nil {

@@ -104,10 +104,13 @@ func (a *Apt) Argv(op Op, args []string, o ArgvOptions) ([]string, error) {
 		}
 		return append(y([]string{"apt-get", "install"}), files...), nil
 	case OpRemove, OpPurge:
+		// dpkg, not apt-get: args are the exact set PlanRemove
+		// computed (dependants included), and dpkg refuses rather than
+		// widening it; it also needs no package lists.
 		if len(args) == 0 {
 			return nil, fmt.Errorf("%s: no packages given", op)
 		}
-		return append(y([]string{"apt-get", string(op)}), args...), nil
+		return append([]string{"dpkg", "--" + string(op)}, args...), nil
 	case OpUpdate:
 		if len(args) != 0 {
 			return nil, errors.New("update takes no packages")
@@ -181,9 +184,9 @@ func aptError(err error) error {
 type DebInfo struct {
 	Path    string
 	Pkg     Package
-	Control Stanza // the fields asked for
-	Paths []string // non-directory entries, "usr/bin/x"
-	Dirs  []string // directory entries
+	Control Stanza   // the fields asked for
+	Paths   []string // non-directory entries, "usr/bin/x"
+	Dirs    []string // directory entries
 }
 
 // InspectDeb reads a local .deb's control fields and contents with
@@ -396,29 +399,24 @@ func (a *Apt) PlanInstall(ctx context.Context, args []string, download bool) (*P
 	return plan, nil
 }
 
+// PlanRemove computes, from the status database, what removing args
+// takes away: the packages and every dependant left without an
+// alternative. ovpkg then runs dpkg --remove on exactly that set, so a
+// dependant this missed makes dpkg refuse (nothing removed) instead of
+// apt removing something unchecked; and no package lists are read.
 func (a *Apt) PlanRemove(ctx context.Context, args []string) (*Plan, error) {
 	if err := checkNames(args); err != nil {
 		return nil, err
 	}
-	out, _, err := a.x(ctx, append([]string{"apt-get", "-s", "-q", "remove"}, args...))
-	if err != nil {
-		return nil, aptError(err)
-	}
-	sim, err := ParseAptSimulation(bytes.NewReader(out))
+	installed, err := Installed(a)
 	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{}
-	for _, s := range sim {
-		if s.Action == "Remv" || s.Action == "Purg" {
-			name, arch, _ := strings.Cut(s.Name, ":")
-			plan.Remove = append(plan.Remove, Package{Name: name, Arch: arch, Version: s.Old})
-		}
+	rm, err := RemovalClosure(installed, args)
+	if err != nil {
+		return nil, err
 	}
-	if len(plan.Remove) == 0 {
-		return nil, fmt.Errorf("%s: %w", strings.Join(args, ", "), ErrNotInstalled)
-	}
-	return plan, nil
+	return &Plan{Remove: rm}, nil
 }
 
 // selfContained says whether the local packages need nothing apt would

@@ -236,8 +236,8 @@ func TestAptArgv(t *testing.T) {
 	}{
 		{OpInstall, []string{"hello", "./x.deb"}, true, "apt-get install -y hello " + wd + "/x.deb"},
 		{OpInstall, []string{"hello"}, false, "apt-get install hello"},
-		{OpRemove, []string{"hello"}, true, "apt-get remove -y hello"},
-		{OpPurge, []string{"hello"}, false, "apt-get purge hello"},
+		{OpRemove, []string{"hello"}, true, "dpkg --remove hello"},
+		{OpPurge, []string{"hello"}, false, "dpkg --purge hello"},
 		{OpUpdate, nil, true, "apt-get update"},
 		{OpUpgrade, nil, true, "apt-get upgrade -y"},
 		{OpUpgrade, []string{"hello"}, true, "apt-get install --only-upgrade -y hello"},
@@ -453,5 +453,36 @@ func TestPolicyLog(t *testing.T) {
 	got := ParsePolicyLog(strings.NewReader("food start\nfood start\nbard restart 2\n\n"))
 	if !reflect.DeepEqual(got, []string{"food start", "bard restart"}) {
 		t.Fatalf("%q", got)
+	}
+}
+
+func TestRemovalClosure(t *testing.T) {
+	p := func(n, deps string, provides ...string) Package {
+		return Package{Name: n, Version: "1", State: "installed", Depends: deps, Provides: provides}
+	}
+	inst := []Package{
+		p("lib", ""), p("app", "lib (>= 1)"), p("plugin", "app"), p("either", "lib | other"), p("other", ""),
+		p("mta-a", "", "mail-transport-agent"), p("mta-b", "", "mail-transport-agent"), p("mailer", "mail-transport-agent"),
+		p("pre", "lib:any"), {Name: "old", State: "config-files", Depends: "lib"},
+	}
+	names := func(ps []Package) string {
+		var s []string
+		for _, x := range ps {
+			s = append(s, x.Name)
+		}
+		return strings.Join(s, " ")
+	}
+	got, err := RemovalClosure(inst, []string{"lib"})
+	if err != nil || names(got) != "lib app plugin pre" {
+		t.Fatalf("lib: %q %v", names(got), err)
+	}
+	if got, _ := RemovalClosure(inst, []string{"mta-a"}); names(got) != "mta-a" {
+		t.Fatalf("virtual still provided: %q", names(got))
+	}
+	if got, _ := RemovalClosure(inst, []string{"mta-a", "mta-b"}); names(got) != "mta-a mta-b mailer" {
+		t.Fatalf("virtual gone: %q", names(got))
+	}
+	if _, err := RemovalClosure(inst, []string{"old"}); !errors.Is(err, ErrNotInstalled) {
+		t.Fatalf("config-files only: %v", err)
 	}
 }

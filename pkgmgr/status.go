@@ -13,9 +13,10 @@ type Package struct {
 	Name          string   `json:"name"`
 	Version       string   `json:"version"`
 	Arch          string   `json:"arch,omitempty"`
-	State         string   `json:"state,omitempty"` // dpkg/opkg status word: installed, unpacked, half-configured, config-files...
-	InstalledSize int64    `json:"installed_size"`  // bytes
-	Depends       string   `json:"depends,omitempty"`
+	State         string   `json:"state,omitempty"`   // dpkg/opkg status word: installed, unpacked, half-configured, config-files...
+	InstalledSize int64    `json:"installed_size"`    // bytes
+	Depends       string   `json:"depends,omitempty"` // Pre-Depends and Depends, comma-joined
+	Provides      []string `json:"provides,omitempty"`
 	Essential     bool     `json:"essential,omitempty"`
 	Conffiles     []string `json:"conffiles,omitempty"`
 }
@@ -85,7 +86,12 @@ func packageFromStanza(source string, s Stanza, sizeUnit int64) (Package, error)
 		Name:    s.Get("Package"),
 		Version: s.Get("Version"),
 		Arch:    s.Get("Architecture"),
-		Depends: s.Get("Depends"),
+		Depends: joinNonEmpty(s.Get("Pre-Depends"), s.Get("Depends")),
+	}
+	for _, v := range strings.Split(s.Get("Provides"), ",") {
+		if f := strings.Fields(v); len(f) > 0 {
+			p.Provides = append(p.Provides, f[0])
+		}
 	}
 	if p.Name == "" {
 		return p, &SyntaxError{source, s.Line, "stanza without a Package field"}
@@ -134,4 +140,101 @@ func NewIndex(pkgs []Package) Index {
 func (ix Index) Lookup(name string) (Package, bool) {
 	p, ok := ix[name]
 	return p, ok
+}
+
+func joinNonEmpty(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + ", " + b
+}
+
+// depName is the package name of one alternative of a dependency
+// ("libc6 (>= 2.36)" -> "libc6", "python3:any" -> "python3").
+func depName(alt string) string {
+	f := strings.Fields(alt)
+	if len(f) == 0 {
+		return ""
+	}
+	n, _, _ := strings.Cut(f[0], ":")
+	return n
+}
+
+// RemovalClosure returns names plus every installed package that depends
+// on them (transitively) with no installed alternative left: what a
+// package manager has to remove with them. A name that is not installed
+// is ErrNotInstalled.
+func RemovalClosure(installed []Package, names []string) ([]Package, error) {
+	byName := map[string][]Package{}
+	for _, p := range installed {
+		if p.Installed() {
+			byName[p.Name] = append(byName[p.Name], p)
+		}
+	}
+	gone := map[string]bool{}
+	var out []Package
+	for _, n := range names {
+		name, arch, _ := strings.Cut(n, ":")
+		found := false
+		for _, p := range byName[name] {
+			if arch == "" || p.Arch == arch {
+				if !gone[p.Key()] {
+					out = append(out, p)
+				}
+				gone[p.Key()] = true
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("%s: %w", n, ErrNotInstalled)
+		}
+	}
+	// provided: names (real and virtual) still there.
+	provided := func(name string) bool {
+		for _, p := range byName[name] {
+			if !gone[p.Key()] {
+				return true
+			}
+		}
+		for _, p := range installed {
+			if p.Installed() && !gone[p.Key()] {
+				for _, v := range p.Provides {
+					if v == name {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, p := range installed {
+			if !p.Installed() || gone[p.Key()] {
+				continue
+			}
+			for _, group := range strings.Split(p.Depends, ",") {
+				if strings.TrimSpace(group) == "" {
+					continue
+				}
+				met := false
+				for _, alt := range strings.Split(group, "|") {
+					if provided(depName(alt)) {
+						met = true
+						break
+					}
+				}
+				if !met {
+					gone[p.Key()] = true
+					out = append(out, p)
+					changed = true
+					break
+				}
+			}
+		}
+	}
+	return out, nil
 }
