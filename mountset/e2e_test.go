@@ -262,6 +262,23 @@ checkClean
 		"no card is mounted by ovpkg", "exit 1", "CLEAN")
 }
 
+func TestE2EPartialStateCompletedOrEjected(t *testing.T) {
+	// The state an interrupted ovmount (or a hand-made umount) leaves:
+	// record and card present, some overlays missing.
+	r := mustRun(t, `
+ovmount --root $R >/dev/null
+umount $R/opt $R/var
+echo "overlays: $(overlays)"
+ovmount --root $R >/dev/null
+echo "overlays after ovmount: $(overlays)"
+umount $R/opt
+eject --root $R >/dev/null
+echo "overlays after eject: $(overlays)"
+checkClean
+`)
+	want(t, r, "overlays: 2", "overlays after ovmount: 4", "overlays after eject: 0", "CLEAN")
+}
+
 func TestE2ELockNamesHolder(t *testing.T) {
 	r := mustRun(t, `
 echo "$$ ovpkg install demo" > /run/ovpkg/lock

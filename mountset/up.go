@@ -137,6 +137,9 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		if retErr == nil {
 			return
 		}
+		if err := removeRecord(e.runDir); err != nil {
+			retErr = fmt.Errorf("%w; undo: %v", retErr, err)
+		}
 		if cardMounted {
 			if err := mount.Unmount(e.mountPoint, 0); err != nil {
 				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
@@ -219,14 +222,14 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 			todo = append(todo, m)
 		}
 	}
-	if err := overlay.Stack(todo, overlay.StackOptions{BeforeEach: beforeOverlay}); err != nil {
-		return err
-	}
+	// Record first, then mount: if ovmount is killed part-way, the record
+	// already names everything that may be mounted, so the next ovmount
+	// completes the stack and eject can take it all down.
 	rec.Layers, rec.TopLayer, rec.Tree, rec.Overlays = ids, top, l.Tree(top), all
 	if err := writeRecord(e.runDir, rec); err != nil {
-		if uerr := overlay.Unstack(todo); uerr != nil {
-			return fmt.Errorf("%w; undo: %v", err, uerr)
-		}
+		return err
+	}
+	if err := overlay.Stack(todo, overlay.StackOptions{BeforeEach: beforeOverlay}); err != nil {
 		return err
 	}
 	for _, m := range todo {
