@@ -356,6 +356,25 @@ export PATH=$(dirname "$(command -v ovpkg)"):/usr/bin:/bin`, "not cleanly unmoun
 	})
 }
 
+func TestE2EUncleanCardCheckFails(t *testing.T) {
+	// An e2fsck that cannot repair (exit 4) makes ovmount refuse with the
+	// repair command; a stand-in reports it, as a real one would for
+	// damage -p may not fix.
+	r := mustRun(t, `
+printf '\x00\x00' | dd of=$D/card.img bs=1 seek=$((1048576+1024+58)) conv=notrunc status=none
+mkdir $D/fakebin
+printf '#!/bin/sh\necho "$*: UNEXPECTED INCONSISTENCY; RUN fsck MANUALLY." >&2\nexit 4\n' > $D/fakebin/e2fsck
+chmod +x $D/fakebin/e2fsck
+set +e
+PATH=$D/fakebin:$PATH ovmount --root $R; echo "exit $?"
+set -e
+echo "overlays: $(overlays)"
+checkClean
+`)
+	want(t, r, "exit 1", "could not repair", "exit 4", "UNEXPECTED INCONSISTENCY", "e2fsck -f '"+"", "card.img?offset=1048576'",
+		"overlays: 0", "CLEAN")
+}
+
 func TestE2EUncleanCard(t *testing.T) {
 	r := mustRun(t, `
 unclean() { printf '\x00\x00' | dd of=$D/card.img bs=1 seek=$((1048576+1024+58)) conv=notrunc status=none; }

@@ -213,14 +213,26 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	if err != nil {
 		return err
 	}
+	tab, err := mount.Self()
+	if err != nil {
+		return err
+	}
 	var all, todo []overlay.Mount
 	for _, s := range specs {
 		target := filepath.Join(rec.Root, s.Dir)
 		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), target), Upper: s.Upper, Work: s.Work}
 		all = append(all, m)
-		if !containsUpper(already, m.Upper) {
-			todo = append(todo, m)
+		if containsUpper(already, m.Upper) {
+			continue
 		}
+		// Never stack over a live ovpkg overlay: its lowerdir would
+		// resolve to the overlay itself (e.g. after the top layer
+		// changed). Other overlays (an OpenWrt overlay root, a test's
+		// nested overlay) are legitimate lower directories.
+		if cur := tab.Lookup(target); cur != nil && cur.FSType == overlay.FSType && cur.Source == overlay.Source {
+			return fmt.Errorf("%s is already an ovpkg overlay (upper %s); run uovmount first", target, upperOf(cur))
+		}
+		todo = append(todo, m)
 	}
 	// Record first, then mount: if ovmount is killed part-way, the record
 	// already names everything that may be mounted, so the next ovmount
@@ -322,3 +334,8 @@ func fsck(opt Options, e *env, info *image.Info) error {
 // findE2fsck looks e2fsck up in PATH (devices without e2fsprogs have
 // none; the caller then refuses with the repair command).
 func findE2fsck() (string, error) { return exec.LookPath("e2fsck") }
+
+func upperOf(m *mount.Info) string {
+	u, _ := mount.SuperOption(m, "upperdir")
+	return u
+}
