@@ -235,11 +235,15 @@ ovmount >/dev/null
 B=/usr/bin/ovpkg-e2e-$$
 cp "$(command -v ovpkg)" $B
 test -f $D/card/ovpkg/layers/0001/tree$B
+$B uovmount > $D/out; cat $D/out
+[ ! -e $B ] && echo UOVMOUNT-FROM-USR-BIN
+echo "overlays: $(awk '$5 == "/usr"' /proc/self/mountinfo | wc -l)"
+ovmount >/dev/null
 $B eject > $D/out; cat $D/out
 [ ! -e $B ] && echo GONE-FROM-BASE
 checkClean
 `)
-	want(t, r, "card is safe to remove", "GONE-FROM-BASE", "CLEAN")
+	want(t, r, "unmounted /usr", "UOVMOUNT-FROM-USR-BIN", "overlays: 0", "card is safe to remove", "GONE-FROM-BASE", "CLEAN")
 }
 
 func TestE2EUovmountKeepsCard(t *testing.T) {
@@ -333,7 +337,7 @@ dd if=$D/part of=$D/card.img bs=1M seek=1 conv=notrunc status=none; rm $D/part`,
 	})
 	t.Run("partition past the end", func(t *testing.T) {
 		// MBR entry 1's sector count (offset 446+12) set to 1,000,000 sectors.
-		badImage(t, `printf '\x40\x42\x0f\x00' | dd of=$D/card.img bs=1 seek=458 conv=notrunc status=none`, "image ")
+		badImage(t, `printf '\x40\x42\x0f\x00' | dd of=$D/card.img bs=1 seek=458 conv=notrunc status=none`, "partition 1 ends at byte 513048576")
 	})
 	t.Run("unknown image", func(t *testing.T) {
 		badImage(t, `sed -i 's/^SD_UUID=.*/SD_UUID=00000000-0000-4000-8000-000000000000/' $OVPKG_CONFIG`,
