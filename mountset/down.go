@@ -114,6 +114,7 @@ func anyBusy(targets []string) bool {
 // to /.
 func leaveMounts(devs []uint64, targets []string) error {
 	if selfexec.Reexecuted(ReexecMarker) {
+		os.Unsetenv(ReexecMarker) // not inherited by anything this process starts
 		return unix.Chdir("/")
 	}
 	force := false

@@ -246,6 +246,20 @@ checkClean
 	want(t, r, "unmounted /usr", "UOVMOUNT-FROM-USR-BIN", "overlays: 0", "card is safe to remove", "GONE-FROM-BASE", "CLEAN")
 }
 
+func TestE2EEjectFromBaseBinaryThroughOverlay(t *testing.T) {
+	// The usual install: ovpkg in the base's /usr (make install puts it in
+	// /usr/local/sbin), run through the overlay once /usr is overlaid.
+	r := mustRun(t, `
+mkdir -p $R/usr/local/sbin
+cp "$(command -v ovpkg)" $R/usr/local/sbin/ovpkg
+ovmount --root $R >/dev/null
+[ ! -e $D/card/ovpkg/layers/0001/tree/usr/local/sbin/ovpkg ] && echo NOT-ON-CARD
+$R/usr/local/sbin/ovpkg eject --root $R > $D/out; cat $D/out
+checkClean
+`)
+	want(t, r, "NOT-ON-CARD", "card is safe to remove", "CLEAN")
+}
+
 func TestE2EUovmountKeepsCard(t *testing.T) {
 	r := mustRun(t, `
 ovmount --root $R >/dev/null
