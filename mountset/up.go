@@ -181,10 +181,10 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		CardMount: e.mountPoint, Root: e.root, Dirs: dirs,
 		MountedAt: time.Now().UTC(), PID: os.Getpid(),
 	}
+	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
 	if err := stackOnCard(opt, e, rec, nil); err != nil {
 		return nil, err
 	}
-	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
 	return rec, nil
 }
 
