@@ -2,11 +2,11 @@ package layer
 
 import (
 	"bytes"
-	"errors"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
+	"runtime"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,14 +29,109 @@ type DedupeStats struct {
 // mounted while Dedupe runs.
 func Dedupe(upper string, below []string) (DedupeStats, error) {
 	var st DedupeStats
-	_, err := dedupeDir(upper, "", below, &st)
+	// 1: candidates (regular files and symlinks outside opaque dirs)
+	var cands []candidate
+	if err := collect(upper, "", &cands); err != nil {
+		return st, err
+	}
+	// 2: compare and remove, a few files at a time
+	res := &resolver{below: below}
+	workers := min(4, runtime.NumCPU())
+	var mu sync.Mutex
+	var firstErr error
+	next := make(chan *candidate)
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range next {
+				removed, err := dedupeFile(upper, c, res)
+				mu.Lock()
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				if removed {
+					st.Files++
+					if c.st.Nlink == 1 {
+						st.Bytes += c.st.Blocks * 512
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i := range cands {
+		next <- &cands[i]
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		return st, firstErr
+	}
+	// 3: directories left empty, deepest first
+	_, err := pruneDirs(upper, "", below, &st)
 	return st, err
 }
 
-// dedupeDir returns whether rel is empty afterwards.
-func dedupeDir(upper, rel string, below []string, st *DedupeStats) (bool, error) {
-	dir := filepath.Join(upper, rel)
-	names, err := readNames(dir)
+type candidate struct {
+	rel string
+	st  unix.Stat_t
+}
+
+func collect(upper, rel string, out *[]candidate) error {
+	names, err := readNames(filepath.Join(upper, rel))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		crel := filepath.Join(rel, n)
+		p := filepath.Join(upper, crel)
+		ust, err := lstat(p)
+		if err != nil {
+			return err
+		}
+		switch ust.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if IsOpaque(p) {
+				continue
+			}
+			if err := collect(upper, crel, out); err != nil {
+				return err
+			}
+		case unix.S_IFREG, unix.S_IFLNK:
+			*out = append(*out, candidate{rel: crel, st: *ust})
+		}
+	}
+	return nil
+}
+
+// dedupeFile removes c from upper when it is identical to what the layers
+// below show at its path.
+func dedupeFile(upper string, c *candidate, res *resolver) (bool, error) {
+	p := filepath.Join(upper, c.rel)
+	ust := &c.st
+	lp, lst := res.lookup(c.rel)
+	if lst == nil || lst.Mode&unix.S_IFMT != ust.Mode&unix.S_IFMT || !sameMeta(ust, lst) || ust.Size != lst.Size {
+		return false, nil
+	}
+	same, err := sameContent(p, lp, ust)
+	if err != nil || !same {
+		return false, err
+	}
+	if ok, err := sameXattrsAt(p, lp); err != nil || !ok {
+		return false, err
+	}
+	if err := unix.Unlink(p); err != nil {
+		return false, &os.PathError{Op: "unlink", Path: p, Err: err}
+	}
+	return true, nil
+}
+
+// pruneDirs removes directories left empty that the view below has alike
+// (never opaque ones); it returns whether rel is empty afterwards.
+func pruneDirs(upper, rel string, below []string, st *DedupeStats) (bool, error) {
+	names, err := readNames(filepath.Join(upper, rel))
 	if err != nil {
 		return false, err
 	}
@@ -48,54 +143,28 @@ func dedupeDir(upper, rel string, below []string, st *DedupeStats) (bool, error)
 		if err != nil {
 			return false, err
 		}
-		switch ust.Mode & unix.S_IFMT {
-		case unix.S_IFDIR:
-			if IsOpaque(p) {
-				continue
-			}
-			empty, err := dedupeDir(upper, crel, below, st)
-			if err != nil {
-				return false, err
-			}
-			if !empty {
-				continue
-			}
-			lp, lst := lookupBelow(below, crel)
-			if lst == nil || lst.Mode&unix.S_IFMT != unix.S_IFDIR || !sameMeta(ust, lst) {
-				continue
-			}
-			if ok, err := sameXattrsAt(p, lp); err != nil || !ok {
-				continue
-			}
-			if err := os.Remove(p); err != nil {
-				return false, err
-			}
-			st.Dirs++
-			left--
-		case unix.S_IFREG, unix.S_IFLNK:
-			lp, lst := lookupBelow(below, crel)
-			if lst == nil || lst.Mode&unix.S_IFMT != ust.Mode&unix.S_IFMT || !sameMeta(ust, lst) || ust.Size != lst.Size {
-				continue
-			}
-			same, err := sameContent(p, lp, ust)
-			if err != nil {
-				return false, err
-			}
-			if !same {
-				continue
-			}
-			if ok, err := sameXattrsAt(p, lp); err != nil || !ok {
-				continue
-			}
-			if err := os.Remove(p); err != nil {
-				return false, err
-			}
-			st.Files++
-			if ust.Nlink == 1 {
-				st.Bytes += ust.Blocks * 512
-			}
-			left--
+		if ust.Mode&unix.S_IFMT != unix.S_IFDIR || IsOpaque(p) {
+			continue
 		}
+		empty, err := pruneDirs(upper, crel, below, st)
+		if err != nil {
+			return false, err
+		}
+		if !empty {
+			continue
+		}
+		lp, lst := lookupBelow(below, crel)
+		if lst == nil || lst.Mode&unix.S_IFMT != unix.S_IFDIR || !sameMeta(ust, lst) {
+			continue
+		}
+		if ok, err := sameXattrsAt(p, lp); err != nil || !ok {
+			continue
+		}
+		if err := unix.Rmdir(p); err != nil {
+			return false, &os.PathError{Op: "rmdir", Path: p, Err: err}
+		}
+		st.Dirs++
+		left--
 	}
 	return left == 0, nil
 }
@@ -131,33 +200,54 @@ func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
 		tb, err := os.Readlink(b)
 		return err == nil && ta == tb, err
 	}
-	fa, err := os.Open(a)
+	// Raw descriptors: os.Open costs several fcntl/epoll calls per file.
+	fa, err := unix.Open(a, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return false, err
+		return false, &os.PathError{Op: "open", Path: a, Err: err}
 	}
-	defer fa.Close()
-	fb, err := os.Open(b)
+	defer unix.Close(fa)
+	fb, err := unix.Open(b, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return false, err
+		return false, &os.PathError{Op: "open", Path: b, Err: err}
 	}
-	defer fb.Close()
-	ba, bb := make([]byte, 64<<10), make([]byte, 64<<10)
-	for {
-		na, ea := io.ReadFull(fa, ba)
-		nb, eb := io.ReadFull(fb, bb)
-		if na != nb || !bytes.Equal(ba[:na], bb[:nb]) {
+	defer unix.Close(fb)
+	bufp := bufPool.Get().(*[2][]byte)
+	defer bufPool.Put(bufp)
+	ba, bb := bufp[0], bufp[1]
+	left := st.Size
+	for left > 0 {
+		want := int(min(int64(len(ba)), left))
+		if err := readFull(fa, ba[:want]); err != nil {
+			return false, &os.PathError{Op: "read", Path: a, Err: err}
+		}
+		if err := readFull(fb, bb[:want]); err != nil {
+			return false, &os.PathError{Op: "read", Path: b, Err: err}
+		}
+		if !bytes.Equal(ba[:want], bb[:want]) {
 			return false, nil
 		}
-		if ea == io.EOF || ea == io.ErrUnexpectedEOF {
-			return eb == ea, nil
-		}
-		if ea != nil {
-			return false, ea
-		}
-		if eb != nil {
-			return false, eb
-		}
+		left -= int64(want)
 	}
+	return true, nil
+}
+
+var bufPool = sync.Pool{New: func() any { return &[2][]byte{make([]byte, 128<<10), make([]byte, 128<<10)} }}
+
+func readFull(fd int, b []byte) error {
+	for len(b) > 0 {
+		n, err := unix.Read(fd, b)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // lookupBelow resolves rel through the lower directories (topmost first)
@@ -165,32 +255,89 @@ func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
 // whiteout or non-directory on the way hides it or an opaque directory
 // above stops the search. A whiteout gives "absent".
 func lookupBelow(below []string, rel string) (string, *unix.Stat_t) {
-	parts := strings.Split(rel, string(filepath.Separator))
-layers:
-	for _, l := range below {
-		// ancestors first
-		stop := false
-		p := l
-		for _, c := range parts[:len(parts)-1] {
-			p = filepath.Join(p, c)
+	return (&resolver{below: below}).lookup(rel)
+}
+
+// resolver is lookupBelow with the directories' outcome remembered, so
+// that the files of one directory do not each walk its ancestors again.
+type resolver struct {
+	below []string
+	mu    sync.Mutex
+	dirs  map[string][]dirState // parent rel -> per layer
+}
+
+type dirState uint8
+
+const (
+	dirMissing dirState = iota // not in this layer: look lower
+	dirPresent                 // a plain directory: look here, then lower
+	dirStop                    // present and opaque (or an opaque ancestor): look here, not lower
+	dirHidden                  // hidden in this layer (whiteout/non-dir on the way) and below
+	dirGone                    // missing here under an opaque ancestor: nothing here or below
+)
+
+// states returns, for each layer, what the directory dir is there.
+func (r *resolver) states(dir string) []dirState {
+	r.mu.Lock()
+	if st, ok := r.dirs[dir]; ok {
+		r.mu.Unlock()
+		return st
+	}
+	r.mu.Unlock()
+	out := make([]dirState, len(r.below))
+	if dir == "." || dir == "" {
+		for i := range out {
+			out[i] = dirPresent
+		}
+	} else {
+		parent := r.states(filepath.Dir(dir))
+		for i, l := range r.below {
+			switch parent[i] {
+			case dirHidden, dirGone:
+				out[i] = parent[i]
+				continue
+			case dirMissing:
+				out[i] = dirMissing
+				continue
+			}
+			p := filepath.Join(l, dir)
 			st, err := lstat(p)
-			if errors.Is(err, unix.ENOENT) {
-				if stop {
-					return "", nil
-				}
-				continue layers
+			switch {
+			case err != nil && parent[i] == dirStop:
+				out[i] = dirGone
+			case err != nil:
+				out[i] = dirMissing
+			case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+				out[i] = dirHidden
+			case parent[i] == dirStop || IsOpaque(p):
+				out[i] = dirStop
+			default:
+				out[i] = dirPresent
 			}
-			if err != nil || st.Mode&unix.S_IFMT != unix.S_IFDIR {
-				return "", nil // whiteout or file hides everything below
-			}
-			if IsOpaque(p) {
-				stop = true
-			}
+		}
+	}
+	r.mu.Lock()
+	if r.dirs == nil {
+		r.dirs = map[string][]dirState{}
+	}
+	r.dirs[dir] = out
+	r.mu.Unlock()
+	return out
+}
+
+func (r *resolver) lookup(rel string) (string, *unix.Stat_t) {
+	parent := r.states(filepath.Dir(rel))
+	for i, l := range r.below {
+		switch parent[i] {
+		case dirHidden, dirGone:
+			return "", nil
+		case dirMissing:
+			continue
 		}
 		full := filepath.Join(l, rel)
 		st, err := lstat(full)
 		if err != nil {
-			if stop {
+			if parent[i] == dirStop {
 				return "", nil
 			}
 			continue

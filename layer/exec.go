@@ -283,57 +283,66 @@ func copySpecial(dst, src string, st *unix.Stat_t, skipOverlay bool) error {
 }
 
 // copyRegular copies a regular file's contents (holes kept), xattrs,
-// owner, mode and times. It returns the apparent size copied.
+// owner, mode and times. It returns the apparent size copied. Raw file
+// descriptors: os.OpenFile costs several fcntl/epoll calls per file.
 func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte) (int64, error) {
-	in, err := os.OpenFile(src, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+	in, err := unix.Open(src, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
-		return 0, err
+		return 0, &os.PathError{Op: "open", Path: src, Err: err}
 	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	defer unix.Close(in)
+	out, err := unix.Open(dst, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return 0, err
+		return 0, &os.PathError{Op: "create", Path: dst, Err: err}
 	}
 	if err := copyData(out, in, st.Size, st.Blocks*512 < st.Size, buf); err != nil {
-		out.Close()
+		unix.Close(out)
 		return 0, &os.PathError{Op: "copy to", Path: dst, Err: err}
 	}
-	if err := out.Close(); err != nil {
-		return 0, err
-	}
 	if err := copyXattrs(dst, src, skipOverlay); err != nil {
+		unix.Close(out)
 		return 0, err
 	}
-	if err := setOwnerMode(dst, st); err != nil {
-		return 0, err
+	if err := unix.Fchown(out, int(st.Uid), int(st.Gid)); err != nil && !(errors.Is(err, unix.EPERM) && os.Geteuid() != 0) {
+		unix.Close(out)
+		return 0, &os.PathError{Op: "fchown", Path: dst, Err: err}
 	}
-	return st.Size, setTimes(dst, st)
+	if err := unix.Fchmod(out, st.Mode&0o7777); err != nil {
+		unix.Close(out)
+		return 0, &os.PathError{Op: "fchmod", Path: dst, Err: err}
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(out, "", ts, unix.AT_EMPTY_PATH); err != nil {
+		if err := setTimes(dst, st); err != nil {
+			unix.Close(out)
+			return 0, err
+		}
+	}
+	if err := unix.Close(out); err != nil {
+		return 0, &os.PathError{Op: "close", Path: dst, Err: err}
+	}
+	return st.Size, nil
 }
 
 // copyData copies size bytes; sparse files are copied extent by extent
 // (SEEK_DATA/SEEK_HOLE) and the holes left unwritten.
-func copyData(out, in *os.File, size int64, sparse bool, buf []byte) error {
+func copyData(out, in int, size int64, sparse bool, buf []byte) error {
 	if size == 0 {
 		return nil
 	}
 	if !sparse {
-		if err := copyRange(out, in, 0, size, buf); err != nil {
-			return err
-		}
-		return nil
+		return copyRange(out, in, 0, size, buf)
 	}
-	ifd := int(in.Fd())
 	var off int64
 	for off < size {
-		data, err := unix.Seek(ifd, off, unix.SEEK_DATA)
+		data, err := unix.Seek(in, off, unix.SEEK_DATA)
 		if errors.Is(err, unix.ENXIO) {
 			break // only a hole left
 		}
 		if err != nil {
-			// no SEEK_DATA: copy everything
-			return copyRange(out, in, 0, size, buf)
+			return copyRange(out, in, 0, size, buf) // no SEEK_DATA: copy everything
 		}
-		hole, err := unix.Seek(ifd, data, unix.SEEK_HOLE)
+		hole, err := unix.Seek(in, data, unix.SEEK_HOLE)
 		if err != nil {
 			hole = size
 		}
@@ -342,23 +351,27 @@ func copyData(out, in *os.File, size int64, sparse bool, buf []byte) error {
 		}
 		off = hole
 	}
-	return out.Truncate(size)
+	return unix.Ftruncate(out, size)
 }
 
 var noCopyFileRange atomic.Bool
 
 // copyRange copies n bytes at off from in to out at the same offset, with
-// copy_file_range where the kernel can, else pread/pwrite.
-func copyRange(out, in *os.File, off, n int64, buf []byte) error {
-	ifd, ofd := int(in.Fd()), int(out.Fd())
+// copy_file_range where the kernel can (same filesystem), else
+// pread/pwrite. Once copy_file_range has failed with EXDEV it is not tried
+// again in this process.
+func copyRange(out, in int, off, n int64, buf []byte) error {
 	if !noCopyFileRange.Load() {
 		roff, woff := off, off
 		left := n
 		for left > 0 {
-			c, err := unix.CopyFileRange(ifd, &roff, ofd, &woff, int(min(left, 1<<30)), 0)
+			c, err := unix.CopyFileRange(in, &roff, out, &woff, int(min(left, 1<<30)), 0)
 			if err != nil {
 				if left == n && (errors.Is(err, unix.EXDEV) || errors.Is(err, unix.EINVAL) ||
 					errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)) {
+					if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ENOSYS) {
+						noCopyFileRange.Store(true)
+					}
 					break // fall back below
 				}
 				return err
@@ -374,22 +387,27 @@ func copyRange(out, in *os.File, off, n int64, buf []byte) error {
 	}
 	for done := int64(0); done < n; {
 		want := min(int64(len(buf)), n-done)
-		r, err := in.ReadAt(buf[:want], off+done)
-		if r > 0 {
-			if _, werr := out.WriteAt(buf[:r], off+done); werr != nil {
-				return werr
-			}
-			done += int64(r)
+		r, err := unix.Pread(in, buf[:want], off+done)
+		if err == unix.EINTR {
+			continue
 		}
 		if err != nil {
-			if err == io.EOF && done == n {
-				break
-			}
-			if err == io.EOF {
-				return io.ErrUnexpectedEOF
-			}
 			return err
 		}
+		if r == 0 {
+			return io.ErrUnexpectedEOF
+		}
+		for w := 0; w < r; {
+			k, err := unix.Pwrite(out, buf[w:r], off+done+int64(w))
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			w += k
+		}
+		done += int64(r)
 	}
 	return nil
 }
