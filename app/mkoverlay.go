@@ -14,6 +14,7 @@ import (
 
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/image"
+	"github.com/ovpkg/ovpkg/loop"
 )
 
 func mkoverlayCommand() *cli.Command {
@@ -117,6 +118,13 @@ func runMkoverlay(c *cli.Context) (retErr error) {
 	}
 	oldCfg, oldErr := os.ReadFile(cfgPath)
 
+	// --force must not pull a card out from under a loop device.
+	if opt.Force {
+		if devs, err := loop.Lookup(args[1]); err == nil && len(devs) > 0 {
+			return fmt.Errorf("image %s is attached to %s; detach it first (ovpkg eject), then run mkoverlay --force again",
+				args[1], devs[0].Path)
+		}
+	}
 	pending, err := image.Prepare(args[1], opt)
 	if err != nil {
 		return err

@@ -217,6 +217,10 @@ L=$(losetup --offset 1048576 --sizelimit $((127*1024*1024)) --show -f $D/card.im
 cleanup() { umount -q $D/merged 2>/dev/null || true; umount -q $D/mnt 2>/dev/null || true; losetup -d $L 2>/dev/null || true; }
 trap cleanup EXIT
 test "$(blkid -p -o value -s UUID $L)" = "$SD_UUID"
+# --force refuses an attached image and leaves it and the config alone
+set +e; mkoverlay --config $D/ovpkg.conf --force 8 $D/card.img 2>err; rc=$?; set -e
+test $rc = 1; grep -q "is attached to $L" err; test "$(wc -l < err)" = 1
+test "$(stat -c %%s $D/card.img)" = $((128*1024*1024)); grep -q "SD_UUID=$SD_UUID" $D/ovpkg.conf
 test "$(blkid -p -o value -s TYPE $L)" = %[2]s
 mkdir -p mnt low/keep low/gone merged
 echo base > low/file; echo base > low/keep/a; echo base > low/gone/b

@@ -133,8 +133,9 @@ func InspectReader(r io.ReaderAt, size int64, name string) (*Info, error) {
 	info.HasErrors = sb.State&ext2.StateErrors != 0
 	unclean := sb.State&ext2.StateValid == 0 || sb.Incompat&ext2.IncompatRecover != 0 || sb.RoCompat&ext2.RoCompatOrphanPresent != 0
 	info.Clean = !unclean && !info.HasErrors
-	if fsBytes := sb.BlocksCount * uint64(bs); fsBytes > uint64(p.size) {
-		return nil, fail(ErrBadPartition, "the filesystem (%d bytes) is larger than partition %d (%d bytes)", fsBytes, p.index, p.size)
+	if sb.BlocksCount > uint64(p.size/bs) {
+		return nil, fail(ErrBadPartition, "the filesystem (%d blocks of %d bytes) is larger than partition %d (%d bytes)",
+			sb.BlocksCount, bs, p.index, p.size)
 	}
 	if bad, badRo := sb.UnsupportedIncompat(), sb.UnsupportedRoCompat(); bad != 0 || badRo != 0 {
 		return info, fail(ErrUnsupported, "the filesystem uses features the kernel cannot mount read-write (%s); use a card made by mkoverlay",

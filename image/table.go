@@ -184,7 +184,7 @@ func readGPT(r io.ReaderAt, size int64) (string, []part, *Error) {
 	firstUsable, lastUsable := int64(le.Uint64(h[40:])), int64(le.Uint64(h[48:]))
 	entLBA := int64(le.Uint64(h[72:]))
 	count, esize := le.Uint32(h[80:]), le.Uint32(h[84:])
-	if esize < 128 || esize%8 != 0 || count == 0 || count > 4096 || entLBA < 2 {
+	if esize < 128 || esize > 4096 || esize%8 != 0 || count == 0 || count > 4096 || entLBA < 2 {
 		return TableGPT, nil, &Error{Err: ErrBadPartition, Msg: fmt.Sprintf("GPT entry array (%d entries of %d bytes at sector %d) is invalid", count, esize, entLBA)}
 	}
 	arr := make([]byte, int64(count)*int64(esize))

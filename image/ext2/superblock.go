@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 )
 
@@ -245,7 +246,7 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 	case s.FreeBlocks > s.BlocksCount || s.FreeInodes > s.InodesCount:
 		return nil, errors.New("superblock: free counts exceed totals")
 	}
-	if s.RoCompat&RoCompatBigalloc == 0 && s.Groups()*uint64(s.InodesPerGroup) != uint64(s.InodesCount) {
+	if hi, n := bits.Mul64(s.Groups(), uint64(s.InodesPerGroup)); s.RoCompat&RoCompatBigalloc == 0 && (hi != 0 || n != uint64(s.InodesCount)) {
 		return nil, fmt.Errorf("superblock: %d groups of %d inodes do not make %d inodes",
 			s.Groups(), s.InodesPerGroup, s.InodesCount)
 	}
