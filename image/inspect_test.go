@@ -138,6 +138,13 @@ func TestInspectBad(t *testing.T) {
 			efi := []byte{0x28, 0x73, 0x2a, 0xc1, 0x1f, 0xf8, 0xd2, 0x11, 0xba, 0x4b, 0x00, 0xa0, 0xc9, 0x3e, 0xc9, 0x3b}
 			rewriteGPT(t, p, func(arr []byte) { copy(arr[0:16], efi) })
 		}, ErrBadPartition, "no Linux partition", false},
+		{"gpt huge entry size", TableGPT, func(t *testing.T, p string) {
+			rewriteGPTHeader(t, p, func(h []byte) { binary.LittleEndian.PutUint32(h[84:], 1<<20) })
+		}, ErrBadPartition, "entry array", false},
+		{"64bit absurd block count", TableDOS, func(t *testing.T, p string) {
+			patch(t, p, sb(96), u32(ext2.IncompatFiletype|ext2.Incompat64Bit))
+			patch(t, p, sb(336), u32(0xffffffff))
+		}, ErrNotExt, "do not make", false},
 		{"gpt outside usable", TableGPT, func(t *testing.T, p string) {
 			rewriteGPT(t, p, func(arr []byte) { binary.LittleEndian.PutUint64(arr[40:], 1<<40) })
 		}, ErrBadPartition, "outside the usable area", false},
@@ -174,6 +181,21 @@ func TestInspectBad(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rewriteGPTHeader edits the primary GPT header and recomputes its
+// checksum.
+func rewriteGPTHeader(t *testing.T, path string, edit func(h []byte)) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := b[512:1024]
+	edit(h)
+	binary.LittleEndian.PutUint32(h[16:], 0)
+	binary.LittleEndian.PutUint32(h[16:], crc32.ChecksumIEEE(h[:92]))
+	patch(t, path, 512, h)
 }
 
 // rewriteGPT edits the first GPT entry and recomputes both checksums of
