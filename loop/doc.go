@@ -9,6 +9,9 @@
 // really applied those settings, creating a missing /dev/loopN node, and
 // listing bound devices by backing file identity (st_dev/st_ino, not path).
 //
+// Options.DirectIO asks for O_DIRECT access to the backing file, so the
+// card's blocks are not cached twice (best effort; see docs/loop.md).
+//
 // It does NOT mount anything, read or validate what is inside the backing
 // file (see image/), or decide whether an image may be attached twice (the
 // caller asks Lookup and decides).
@@ -21,7 +24,7 @@
 // it. Closing before mounting detaches the device at once.
 //
 // Detach (LOOP_CLR_FD) on a device that is still open or mounted does not
-// fail on Linux 5.x/6.x: the kernel turns it into a deferred detach (it
-// sets autoclear) and returns success. Callers that must know the device
+// fail with EBUSY (verified on 6.18): the kernel turns it into a deferred
+// detach (it sets autoclear) and returns success. Callers that must know the device
 // is gone unmount first, then Detach, then WaitDetached.
 package loop
