@@ -433,6 +433,9 @@ func (a *Apt) selfContained(local map[string]*DebInfo) bool {
 		if p.State == "installed" {
 			have[p.Name] = true
 			have[p.Key()] = true
+			for _, v := range p.Provides {
+				have[v] = true
+			}
 		}
 	}
 	for n := range local {
@@ -470,11 +473,11 @@ func (a *Apt) selfContained(local map[string]*DebInfo) bool {
 	return true
 }
 
-// localOnly says whether name is known only as a local file (not already
-// installed in any state).
+// localOnly says whether name is known only as a local file: not
+// installed (only its configuration files left, at most).
 func localOnly(local map[string]*DebInfo, name string, installed []Package) bool {
 	for _, p := range installed {
-		if p.Name == name {
+		if p.Name == name && p.Installed() {
 			return false
 		}
 	}

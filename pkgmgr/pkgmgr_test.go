@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 
@@ -360,7 +361,9 @@ func TestOpkgPlanInstall(t *testing.T) {
 	if len(plan.Install) != 3 || plan.InstallSize != 4096+2000+3000 {
 		t.Fatalf("plan %+v", plan)
 	}
-	if got := plan.Paths["local"]; !reflect.DeepEqual(got, []string{"usr/bin/local", "etc/local.conf"}) {
+	got := append([]string(nil), plan.Paths["local"]...)
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, []string{"etc/local.conf", "usr/bin/local"}) {
 		t.Errorf("ipk paths %q", got)
 	}
 	os.WriteFile(ipk, []byte("not an ipk"), 0o644)

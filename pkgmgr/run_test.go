@@ -1,0 +1,118 @@
+package pkgmgr
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func needRoot(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (CLONE_NEWPID)")
+	}
+}
+
+// testInit runs this test binary as the namespace init (see TestMain).
+func testInit() []string { return []string{os.Args[0], InitArg} }
+
+func TestRunExitCodeAndOutput(t *testing.T) {
+	needRoot(t)
+	var out, errOut bytes.Buffer
+	res, err := Run(context.Background(), []string{"sh", "-c", "grep NSpid /proc/self/status; echo 'write: No space left on device' >&2; exit 7"},
+		RunOptions{Init: testInit(), Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 7 || !res.NoSpace {
+		t.Fatalf("code %d nospace %v", res.Code, res.NoSpace)
+	}
+	// NSpid lists the PID in each namespace: two levels.
+	if f := strings.Fields(strings.SplitN(out.String(), "\n", 2)[0]); len(f) != 3 {
+		t.Errorf("not in a new PID namespace: %q", out.String())
+	}
+	if !errors.Is(res.Err(), unix.ENOSPC) {
+		t.Errorf("Err() %v does not wrap ENOSPC", res.Err())
+	}
+}
+
+func TestRunKillsSetsidDescendants(t *testing.T) {
+	needRoot(t)
+	marker := "4127"
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(500*time.Millisecond, cancel)
+	res, err := Run(ctx, []string{"sh", "-c", "setsid sleep " + marker + " & sleep " + marker + "1"},
+		RunOptions{Init: testInit(), Stdin: strings.NewReader("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Interrupted == nil || !errors.Is(res.Err(), ErrInterrupted) {
+		t.Fatalf("not marked interrupted: %+v", res)
+	}
+	time.Sleep(200 * time.Millisecond)
+	out, _ := exec.Command("ps", "-eo", "args").Output()
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.TrimSpace(l) == "sleep "+marker {
+			t.Fatal("a setsid'd grandchild survived the namespace")
+		}
+	}
+}
+
+func TestRunMissingProgram(t *testing.T) {
+	needRoot(t)
+	var errOut bytes.Buffer
+	res, err := Run(context.Background(), []string{"no-such-package-manager"}, RunOptions{Init: testInit(), Stderr: &errOut, Stdin: strings.NewReader("")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Code != 127 || !strings.Contains(errOut.String(), "not found") {
+		t.Fatalf("code %d, %q", res.Code, errOut.String())
+	}
+}
+
+func TestPlacePolicy(t *testing.T) {
+	root := t.TempDir()
+	if _, note := placePolicy(root); note == "" {
+		t.Error("no usr/sbin: want a note")
+	}
+	os.MkdirAll(filepath.Join(root, "usr/sbin"), 0o755)
+	undo, note := placePolicy(root)
+	p := filepath.Join(root, PolicyPath)
+	if note != "" {
+		t.Fatal(note)
+	}
+	log := filepath.Join(root, "log")
+	cmd := exec.Command(p, "--quiet", "food", "start", "2")
+	cmd.Env = append(os.Environ(), EnvPolicyLog+"="+log)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 101 {
+		t.Fatalf("policy-rc.d with ovpkg running: %v, want exit 101", err)
+	}
+	b, _ := os.ReadFile(log)
+	if got := ParsePolicyLog(bytes.NewReader(b)); len(got) != 1 || got[0] != "food start" {
+		t.Fatalf("log %q", b)
+	}
+	if err := exec.Command(p, "food", "start").Run(); err != nil {
+		t.Fatalf("left-behind policy-rc.d must allow (exit 0): %v", err)
+	}
+	undo()
+	if _, err := os.Stat(p); err == nil {
+		t.Fatal("undo left the file")
+	}
+	os.WriteFile(p, []byte("#!/bin/sh\nexit 101\n"), 0o755)
+	if _, note := placePolicy(root); !strings.Contains(note, "system's own") {
+		t.Fatalf("foreign policy-rc.d: note %q", note)
+	}
+	RemoveStalePolicy(root)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatal("RemoveStalePolicy removed a foreign file")
+	}
+}
