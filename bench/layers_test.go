@@ -49,6 +49,8 @@ for i in range(n):
 PY
 }
 ns() { date +%%s%%N; }
+# mount -o loop races with other loop users: retry
+lmount() { local k; for k in 1 2 3 4 5 6 7 8; do mount -o loop,offset=1048576 "$1" "$2" && return 0; sleep 0.3; done; return 1; }
 `, dir)
 }
 
@@ -75,7 +77,7 @@ echo "flatten $((t1 - t0))"
 for tool in cp rsync; do
 	mkoverlay --config $D/$tool.conf 512 $D/$tool.img >/dev/null
 	mkdir -p $D/$tool.mnt
-	mount -o loop,offset=1048576 $D/$tool.img $D/$tool.mnt
+	lmount $D/$tool.img $D/$tool.mnt
 done
 t0=$(ns); cp -a $SRC $D/cp.mnt/tree && sync -f $D/cp.mnt; t1=$(ns)
 echo "cp $((t1 - t0))"
@@ -97,7 +99,7 @@ grep -q '"files": [1-9]' $D/dd.json || { cat $D/dd.json >&2; exit 1; }
 # baselines: cp -a / rsync -aH of the same tree (the copies, as they
 # were on the card) onto a fresh ext2 image, flushed
 for tool in cp rsync; do rm -rf $D/$tool.mnt/tree; done
-for tool in cp rsync; do mount -o loop,offset=1048576 $D/$tool.img $D/$tool.mnt; rm -rf $D/$tool.mnt/tree; done
+for tool in cp rsync; do lmount $D/$tool.img $D/$tool.mnt; rm -rf $D/$tool.mnt/tree; done
 sync
 t0=$(ns); cp -a $D/dupsrc $D/cp.mnt/dup && sync -f $D/cp.mnt; t1=$(ns)
 echo "dedupe_cp $((t1 - t0))"
