@@ -281,7 +281,7 @@ func Eject(opt Options) (*Record, error) {
 	}
 	if d.Backing != "" {
 		if err := loop.WaitDetached(d, detachTimeout); err != nil {
-			if derr := loop.Detach(d.Path); derr != nil && !errors.Is(derr, unix.ENXIO) {
+			if derr := d.Detach(); derr != nil && !errors.Is(derr, unix.ENXIO) {
 				return nil, fmt.Errorf("loop device %s is still attached to %s: %w", d.Path, rec.Image, derr)
 			}
 			if err := loop.WaitDetached(d, detachTimeout); err != nil {

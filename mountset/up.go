@@ -128,7 +128,12 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		}
 	}
 
-	dev, err := loop.Attach(e.image, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true})
+	// Direct I/O keeps the image file out of the page cache: without it
+	// every block read through the card is cached twice (once as the card
+	// filesystem's, once as the image file's), which a 32 MB device feels.
+	// Best effort: the loop driver falls back where the host filesystem
+	// cannot do it.
+	dev, err := loop.Attach(e.image, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true, DirectIO: true})
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +152,7 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		}
 		dev.Close()
 		if err := loop.WaitDetached(dev, detachTimeout); err != nil {
-			if derr := loop.Detach(dev.Path); derr != nil {
+			if derr := dev.Detach(); derr != nil {
 				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
 			}
 		}
