@@ -198,7 +198,7 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 				break
 			}
 			if o.st.Nlink > 1 {
-				k := inodeKey{o.st.Dev, o.st.Ino}
+				k := inodeKey{uint64(o.st.Dev), uint64(o.st.Ino)}
 				if first, ok := firsts[k]; ok {
 					links = append(links, link{first, path, o.st.Size})
 					break

@@ -101,12 +101,12 @@ func describe(p string) (Entry, error) {
 		}
 		e.Mode = 0
 	case unix.S_IFCHR:
-		e.Type, e.Rdev = 'c', st.Rdev
+		e.Type, e.Rdev = 'c', uint64(st.Rdev)
 		if st.Rdev == 0 {
 			e.Type = 'w'
 		}
 	case unix.S_IFBLK:
-		e.Type, e.Rdev = 'b', st.Rdev
+		e.Type, e.Rdev = 'b', uint64(st.Rdev)
 	case unix.S_IFIFO:
 		e.Type = 'p'
 	case unix.S_IFSOCK:
@@ -192,7 +192,7 @@ func DiskUsage(root string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		k := inodeKey{st.Dev, st.Ino}
+		k := inodeKey{uint64(st.Dev), uint64(st.Ino)}
 		if !seen[k] {
 			seen[k] = true
 			total += st.Blocks * 512
