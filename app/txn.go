@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
@@ -88,14 +89,24 @@ func txnTestCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "__txn-test",
 		Hidden:    true,
-		ArgsUsage: "PATH CONTENT",
-		Flags:     txnFlags(&cli.BoolFlag{Name: "fail", Usage: "fail after writing (the transaction is undone)"}),
+		ArgsUsage: "PATH CONTENT | --exec 'COMMAND' NAME...",
+		Flags: txnFlags(
+			&cli.BoolFlag{Name: "fail", Usage: "fail after writing (the transaction is undone)"},
+			&cli.StringFlag{Name: "exec", Usage: "run this shell command inside the transaction instead of writing PATH"},
+		),
 		Action: func(c *cli.Context) error {
+			opt := mountset.Options{ConfigPath: c.String("config"), Root: c.String("root"), Out: c.App.ErrWriter}
+			if cmd := c.String("exec"); cmd != "" {
+				return txn.Run(opt, "test-exec", c.Args().Slice(), func() error {
+					sh := exec.Command("/bin/sh", "-c", cmd)
+					sh.Stdout, sh.Stderr = c.App.Writer, c.App.ErrWriter
+					return sh.Run()
+				})
+			}
 			if c.NArg() != 2 {
 				return usagef("__txn-test PATH CONTENT")
 			}
 			path, content := c.Args().Get(0), c.Args().Get(1)
-			opt := mountset.Options{ConfigPath: c.String("config"), Root: c.String("root"), Out: c.App.ErrWriter}
 			return txn.Run(opt, "test-install", []string{filepath.Base(path)}, func() error {
 				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 					return err

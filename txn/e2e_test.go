@@ -386,3 +386,85 @@ checkClean
 `)
 	want(t, r, "CLEAN")
 }
+
+// A process started from the card holds the overlays: a transaction
+// cannot get its own layer, says so naming the process, and still runs
+// (in the top layer); rollback and commit refuse, naming it, and change
+// nothing; once it is gone everything works again.
+func TestE2EBusyOverlays(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+t $R/usr/bin/a A
+cp /bin/sleep $R/usr/bin/sleepy
+$R/usr/bin/sleepy 300 &
+pid=$!
+sleep 0.2
+s0=$(stack)
+t $R/usr/bin/b B 2> $D/err
+cat $D/err
+grep -q "cannot give this test-install its own layer" $D/err
+grep -q "$pid" $D/err
+[ "$(stack)" = "$s0" ] && [ -e $R/usr/bin/b ]
+ovpkg history $O | grep -q "no own layer"
+if ovpkg rollback $O 2> $D/err; then echo "rollback while busy worked"; exit 1; fi
+cat $D/err; grep -q "$pid" $D/err
+if ovpkg commit $O 2> $D/err; then echo "commit while busy worked"; exit 1; fi
+cat $D/err; grep -q "$pid" $D/err
+[ "$(stack)" = "$s0" ]
+consistent
+kill $pid; wait $pid 2>/dev/null || true
+ovpkg rollback $O
+[ ! -e $R/usr/bin/a ] && [ ! -e $R/usr/bin/b ] && [ ! -e $R/usr/bin/sleepy ]
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN")
+}
+
+// Real dpkg inside transactions: install, drift of the base's status
+// (dpkg installs into the base under the mounted card), rebase keeps
+// both packages, rollbacks undo rebase and install.
+func TestE2EDpkgTransactionsAndRebase(t *testing.T) {
+	nstest.Need(t, "dpkg-deb", "dpkg", "dpkg-query")
+	r := mustRun(t, `
+mk() { # NAME: a tiny package with one program and one conffile
+	local p=$D/pkg/$1
+	mkdir -p $p/DEBIAN $p/usr/bin $p/etc/$1
+	printf 'Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@t>\nDescription: test %s\n' $1 $1 > $p/DEBIAN/control
+	echo /etc/$1/conf > $p/DEBIAN/conffiles
+	printf '#!/bin/sh\necho %s\n' $1 > $p/usr/bin/$1; chmod 755 $p/usr/bin/$1
+	echo "setting=1" > $p/etc/$1/conf
+	dpkg-deb -Zgzip --root-owner-group -b $p $D/$1.deb >/dev/null
+}
+mk cardpkg; mk basepkg
+mkdir -p $R/var/lib/dpkg/info $R/var/lib/dpkg/updates $R/var/lib/dpkg/triggers
+touch $R/var/lib/dpkg/available
+ovmount $O >/dev/null
+DP="dpkg --root=$R --force-not-root --force-script-chrootless --log=/dev/null"
+ovpkg __txn-test $O --exec "$DP -i $D/cardpkg.deb" cardpkg
+dpkg-query --admindir=$R/var/lib/dpkg -W cardpkg
+[ -x $R/usr/bin/cardpkg ] && [ ! -e $D/base/usr/bin/cardpkg ]
+ovpkg history $O | grep -q "test-exec *cardpkg"
+# the base gets a package of its own under the mounted card
+dpkg --root=$D/base --force-not-root --force-script-chrootless --log=/dev/null -i $D/basepkg.deb >/dev/null
+ovpkg rebase --check $O | grep -q "/var/lib/dpkg/status changed in the base"
+# through the overlay the card's status hides basepkg
+! dpkg-query --admindir=$R/var/lib/dpkg -W basepkg 2>/dev/null
+ovpkg rebase $O
+dpkg-query --admindir=$R/var/lib/dpkg -W cardpkg basepkg
+dpkg-query --admindir=$R/var/lib/dpkg -W -f '${Status}\n' basepkg | grep -q "install ok installed"
+[ -x $R/usr/bin/basepkg ]
+ovpkg rebase --check $O | grep -q "has not changed"
+# undo the rebase, then the install
+ovpkg rollback $O
+! dpkg-query --admindir=$R/var/lib/dpkg -W basepkg 2>/dev/null
+ovpkg rollback $O
+! dpkg-query --admindir=$R/var/lib/dpkg -W cardpkg 2>/dev/null
+[ ! -e $R/usr/bin/cardpkg ]
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "CLEAN")
+}
