@@ -71,7 +71,9 @@ ovmount >/dev/null
 # The base (a Docker image) may carry its own policy-rc.d; hide it on
 # this throwaway card so that ovpkg places and reports its own.
 rm -f /usr/sbin/policy-rc.d
+eject >/dev/null   # install mounts the card itself, as ovmount would
 ovpkg install -y %[1]s %[2]s %[3]s %[4]s
+grep -q '"state": "mounted"' <(ovpkg status --json) && echo INSTALL-MOUNTED
 echo "RUN: $(%[5]s)"
 test -f /var/lib/%[9]s/postinst-ran && echo POSTINST-RAN
 test -e /var/lib/%[9]s/service-started || echo NOT-STARTED-OK
@@ -100,7 +102,7 @@ baseSame && echo BASE-SAME-END
 	if r.Code != 0 {
 		t.Fatalf("script failed: %s", r)
 	}
-	wantOut(t, r, "NOT-STARTED-OK", "RUN: hello from "+app, "POSTINST-RAN", "POSTINST-ON-CARD", "CONF-ON-CARD", "APP-ON-CARD",
+	wantOut(t, r, "INSTALL-MOUNTED", "NOT-STARTED-OK", "RUN: hello from "+app, "POSTINST-RAN", "POSTINST-ON-CARD", "CONF-ON-CARD", "APP-ON-CARD",
 		app+" install ok installed", "BASE-SAME-MOUNTED", `"where": "card"`, "card\t/usr/bin/"+app,
 		"STATUS-COUNT-OK", "GONE-AFTER-EJECT", "NOT-IN-DB-AFTER-EJECT", "BASE-SAME-AFTER-EJECT",
 		"BACK: hello from "+app, "REMOVED", "BASE-SAME-END", "services not started")
@@ -130,6 +132,10 @@ ovpkg install --pm opkg -y x; echo "NOPM=$?"
 flock /run/ovpkg/lock sleep 5 & sleep 0.5
 ovpkg install -y %[4]s; echo "LOCKED=$?"
 wait
+eject >/dev/null
+ovpkg install -y nosuchpackage-%[1]s; echo "UNMOUNTED-UNKNOWN=$?"
+[ -e /run/ovpkg/mounts.json ] && echo STILL-MOUNTED || echo EJECTED-AGAIN
+ovmount >/dev/null
 dpkg-query -W %[5]s %[6]s 2>/dev/null || echo NONE-INSTALLED
 eject && echo EJECTED
 baseSame && echo BASE-SAME
@@ -137,7 +143,7 @@ baseSame && echo BASE-SAME
 	wantOut(t, r, "UNKNOWN=1", "Unable to locate package nosuchpackage", "CORRUPT=1", "not a valid package file",
 		"HUGE=1", "not enough space on the card", "OUTSIDE=1", "writes outside the overlaid directories", "BOOT-UNTOUCHED",
 		"NODEP=1", "BASEREMOVE=1", "part of the base root", "NOPM=1", "no package manager found",
-		"LOCKED=1", "another ovpkg command is running", "NONE-INSTALLED", "BASE-SAME", "nothing was changed", "EJECTED")
+		"LOCKED=1", "another ovpkg command is running", "UNMOUNTED-UNKNOWN=1", "EJECTED-AGAIN", "NONE-INSTALLED", "BASE-SAME", "nothing was changed", "EJECTED")
 }
 
 func TestPkgE2ECardFillsUp(t *testing.T) {
@@ -166,7 +172,7 @@ func TestPkgE2EInterrupted(t *testing.T) {
 	p := prefix(t)
 	slow := debtest.Build(t, t.TempDir(), debtest.Spec{Name: p + "-slow", Files: map[string]debtest.File{"usr/share/" + p + "/x": {Data: "x"}},
 		Postinst: "touch /run/ovpkg/" + p + "-started; setsid sleep 3127 & exec sleep 3128"})
-	for _, sig := range []string{"TERM", "KILL"} {
+	for _, sig := range []string{"TERM", "INT", "KILL"} {
 		t.Run(sig, func(t *testing.T) {
 			r, _ := pkgRun(t, 32, fmt.Sprintf(`
 set +e
@@ -186,7 +192,7 @@ eject && echo EJECTED
 baseSame && echo BASE-SAME
 `, slow, p, sig))
 			wantOut(t, r, "NO-LEFTOVER", "half-configured", "CONFIGURED", "install ok installed", "BASE-SAME", "EJECTED")
-			if sig == "TERM" {
+			if sig != "KILL" {
 				wantOut(t, r, "CODE=1", "interrupted", "ovpkg configure")
 			}
 		})
