@@ -319,7 +319,7 @@ const CrashEnv = "OVPKG_TEST_CRASH_AT"
 // CrashPoints are the steps OVPKG_TEST_CRASH_AT may name.
 var CrashPoints = []string{
 	"begin-journal", "begin-layer", "restack-down", "begin-restacked",
-	"pm", "commit-stack", "commit-history", "commit-journal",
+	"pm", "commit-stack", "commit-history", "commit-journal", "commit-working",
 	"squash-copy", "squash-stack", "squash-cleanup",
 	"abort-restacked", "flatten-copy",
 }

@@ -91,41 +91,48 @@ ovmount $O >/dev/null
 consistent
 t $R/usr/bin/a A
 t $R/usr/bin/b B
-[ "$(stack)" = "0001 0002 0003 " ]
+# two transaction layers and an empty working layer on top
+[ "$(stack)" = "0001 0002 0004 0005 " ]
+[ -e $D/card/ovpkg/layers/0005/working ] && [ ! -e $D/card/ovpkg/layers/0004/working ]
 consistent
 # a failing install leaves nothing
 if t --fail $R/usr/bin/c C; then echo "fail did not fail"; exit 1; fi
 [ ! -e $R/usr/bin/c ]
-[ "$(stack)" = "0001 0002 0003 " ]
+[ "$(stack)" = "0001 0002 0004 0005 " ]
 consistent
 ovpkg history $O --json > $D/h.json
 grep -q '"stack": \[' $D/h.json
 [ "$(grep -c '"event": "txn"' $D/h.json)" = 2 ]
 ovpkg history $O
-# remove a base file and replace a base directory in transactions
-ovpkg __txn-test $O $R/etc/x X
+# changes made outside ovpkg land in the working layer, not in a transaction's
+t $R/etc/x X
+top=$(tail -n1 $D/card/ovpkg/stack)
+[ -e $D/card/ovpkg/layers/$top/working ]
 rm $R/usr/bin/tool
-[ -e $D/card/ovpkg/layers/0004/tree/usr/bin/tool ] && [ -c $D/card/ovpkg/layers/0004/tree/usr/bin/tool ]
+[ -c $D/card/ovpkg/layers/$top/tree/usr/bin/tool ]
 rm -rf $R/usr/share/doc/base && mkdir $R/usr/share/doc/base && echo new > $R/usr/share/doc/base/NEW
-view > $D/before
-# rollback 1 drops layer 0004 (and what was done in it meanwhile)
+# rollback drops the newest transaction and keeps those later changes
 ovpkg rollback $O
-[ "$(stack)" = "0001 0002 0003 " ]
-[ -e $R/usr/bin/tool ] && [ ! -e $R/etc/x ] && [ -e $R/usr/share/doc/base/README ]
+[ ! -e $R/etc/x ] && [ -e $R/usr/bin/b ] && [ ! -e $R/usr/bin/tool ] && [ -e $R/usr/share/doc/base/NEW ]
+[ "$(stack)" = "0001 0002 0004 $top " ]
+consistent
+ovpkg rollback $O 2
+[ ! -e $R/usr/bin/a ] && [ ! -e $R/usr/bin/b ] && [ ! -e $R/usr/bin/tool ]
+[ "$(stack)" = "0001 $top " ]
 consistent
 t $R/etc/x X
-rm $R/usr/bin/tool
-rm -rf $R/usr/share/doc/base && mkdir $R/usr/share/doc/base && echo new > $R/usr/share/doc/base/NEW
 t $R/usr/bin/d D
 view > $D/before
 ovpkg commit $O
-[ "$(stack)" = "0006 " ]
+[ "$(wc -w < $D/card/ovpkg/stack)" = 1 ]
+sq=$(cat $D/card/ovpkg/stack)
 consistent
 view > $D/after
 diff $D/before $D/after
 # whiteout and opaque directory survived the squash
-[ -c $D/card/ovpkg/layers/0006/tree/usr/bin/tool ]
-getfattr -n trusted.overlay.opaque $D/card/ovpkg/layers/0006/tree/usr/share/doc/base 2>/dev/null | grep -q '"y"' || python3 -c 'import os,sys; sys.exit(0 if os.getxattr(sys.argv[1],"trusted.overlay.opaque")==b"y" else 1)' $D/card/ovpkg/layers/0006/tree/usr/share/doc/base
+[ -c $D/card/ovpkg/layers/$sq/tree/usr/bin/tool ]
+python3 -c 'import os,sys; sys.exit(0 if os.getxattr(sys.argv[1],"trusted.overlay.opaque")==b"y" else 1)' $D/card/ovpkg/layers/$sq/tree/usr/share/doc/base
+[ ! -e $D/card/ovpkg/layers/$sq/tree/usr/share/doc/base/README ]
 # base untouched
 [ "$(cat $D/base/usr/bin/tool)" = base ] && [ -e $D/base/usr/share/doc/base/README ] && [ ! -e $D/base/usr/bin/a ]
 # the squashed card survives eject and ovmount
@@ -140,7 +147,7 @@ cat $D/err
 ovpkg eject $O >/dev/null
 checkClean
 `)
-	want(t, r, "CLEAN", "squashed into 0006", "cannot roll back past the first layer")
+	want(t, r, "CLEAN", "squashed into", "cannot roll back past the first layer")
 }
 
 // Kill the process at each step of a transaction; the next command (or an
@@ -153,7 +160,7 @@ func TestE2ECrashAtEachStep(t *testing.T) {
 	}
 	cases := []tc{
 		{"begin-journal", false}, {"begin-layer", false}, {"restack-down", false}, {"begin-restacked", false},
-		{"before-pm", false}, {"pm", false}, {"commit-stack", false}, {"commit-history", true}, {"commit-journal", true},
+		{"before-pm", false}, {"pm", false}, {"commit-stack", false}, {"commit-history", true}, {"commit-journal", true}, {"commit-working", true},
 	}
 	var b strings.Builder
 	b.WriteString("ovmount $O >/dev/null\nt $R/usr/bin/first 1\n")
@@ -174,7 +181,7 @@ cat $D/msg
 consistent
 if [ %[4]v = true ]; then
 	[ -e %[2]s ] || { echo "%[1]s: committed transaction lost"; exit 1; }
-	grep -q "was committed before the interruption" $D/msg
+	[ %[1]s = commit-working ] || grep -q "was committed before the interruption" $D/msg
 else
 	[ ! -e %[2]s ] || { echo "%[1]s: interrupted transaction visible"; exit 1; }
 	[ "$(stack)" = "$s0" ]
@@ -331,7 +338,7 @@ head -c 200000 /dev/urandom > $D/base/usr/bin/big
 ovpkg eject $O >/dev/null; ovmount $O >/dev/null
 cp -p $R/usr/bin/big $R/usr/bin/big.tmp && mv $R/usr/bin/big.tmp $R/usr/bin/big
 cp -p $R/usr/share/doc/base/README $R/usr/share/doc/base/R.tmp && mv $R/usr/share/doc/base/R.tmp $R/usr/share/doc/base/README
-[ -e $D/card/ovpkg/layers/0002/tree/usr/bin/big ]
+[ -e $D/card/ovpkg/layers/0003/tree/usr/bin/big ]
 chmod 600 $R/usr/bin/tool
 view > $D/v0
 ovpkg dedupe $O --json > $D/d.json
@@ -339,8 +346,8 @@ cat $D/d.json
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["files"]==2 and d["bytes_freed"]>=200000, d' $D/d.json
 view > $D/v1
 diff $D/v0 $D/v1
-[ ! -e $D/card/ovpkg/layers/0002/tree/usr/bin/big ] && [ ! -e $D/card/ovpkg/layers/0002/tree/usr/share ]
-[ -e $D/card/ovpkg/layers/0002/tree/usr/bin/tool ] && [ -e $D/card/ovpkg/layers/0002/tree/usr/bin/new ]
+[ ! -e $D/card/ovpkg/layers/0003/tree/usr/bin/big ] && [ ! -e $D/card/ovpkg/layers/0003/tree/usr/share ]
+[ -e $D/card/ovpkg/layers/0003/tree/usr/bin/tool ] && [ -e $D/card/ovpkg/layers/0002/tree/usr/bin/new ]
 consistent
 ovpkg eject $O >/dev/null
 checkClean
@@ -414,7 +421,9 @@ cat $D/err; grep -q "$pid" $D/err
 consistent
 kill $pid; wait $pid 2>/dev/null || true
 ovpkg rollback $O
-[ ! -e $R/usr/bin/a ] && [ ! -e $R/usr/bin/b ] && [ ! -e $R/usr/bin/sleepy ]
+# a's transaction is gone; b (made in the working layer while busy) and
+# sleepy (copied outside ovpkg) stay
+[ ! -e $R/usr/bin/a ] && [ -e $R/usr/bin/b ] && [ -e $R/usr/bin/sleepy ]
 consistent
 ovpkg eject $O >/dev/null
 checkClean

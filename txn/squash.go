@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -176,8 +177,11 @@ func syncFS(dir string) error {
 	return unix.Syncfs(fd)
 }
 
-// Rollback drops the newest n layers, live: overlays restacked without
-// them, then the stack file (the commit point), then the directories.
+// Rollback drops the newest n transaction layers, live: overlays
+// restacked without them, then the stack file (the commit point), then the
+// directories. A working layer (changes made outside ovpkg since the last
+// transaction) is kept when it holds changes, dropped when empty; when the
+// new top would be a transaction's layer a fresh working layer goes on top.
 func (c *Card) Rollback(n int) ([]string, error) {
 	stack, err := c.Stack()
 	if err != nil {
@@ -186,33 +190,70 @@ func (c *Card) Rollback(n int) ([]string, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("rollback: N must be at least 1")
 	}
-	if n > len(stack)-1 {
-		if len(stack) == 1 {
-			return nil, fmt.Errorf("%w: the card has one layer (%s), which holds what was there before any transaction (or what commit squashed together); nothing to roll back", ErrRollbackPast, stack[0])
+	var txns []string // transaction layers above the bottom one, oldest first
+	for _, id := range stack[1:] {
+		if !c.isWorking(id) {
+			txns = append(txns, id)
 		}
-		return nil, fmt.Errorf("%w: the card has %d layers; at most %d can be rolled back (the bottom layer %s holds what was there before the first transaction)", ErrRollbackPast, len(stack), len(stack)-1, stack[0])
+	}
+	if n > len(txns) {
+		if len(txns) == 0 {
+			return nil, fmt.Errorf("%w: the card has no transaction layer above its bottom layer %s, which holds what was there before any transaction (or what commit squashed together); nothing to roll back", ErrRollbackPast, stack[0])
+		}
+		return nil, fmt.Errorf("%w: the card has %d transaction layer(s); at most %d can be rolled back (the bottom layer %s holds what was there before the first transaction)", ErrRollbackPast, len(txns), len(txns), stack[0])
 	}
 	if j, err := c.readJournal(); err != nil || j != nil {
 		return nil, fmt.Errorf("%w (run ovmount or any ovpkg command to recover it)", ErrInTxn)
 	}
-	keep := slices.Clone(stack[:len(stack)-n])
-	drop := slices.Clone(stack[len(stack)-n:])
+	dropTx := txns[len(txns)-n:]
+	var keep, drop []string
+	for _, id := range stack {
+		switch {
+		case slices.Contains(dropTx, id):
+			drop = append(drop, id)
+		case id != stack[0] && c.isWorking(id) && emptyTree(c.L.Tree(id)):
+			drop = append(drop, id)
+		default:
+			keep = append(keep, id)
+		}
+	}
+	var fresh string
+	if top := keep[len(keep)-1]; len(keep) > 1 && !c.isWorking(top) {
+		if fresh, err = c.nextID(); err != nil {
+			return nil, err
+		}
+		if err := c.L.AddLayer(fresh, c.Rec.Dirs); err != nil {
+			return nil, err
+		}
+		os.WriteFile(filepath.Join(c.L.LayerDir(fresh), workingMark), nil, 0o644)
+		keep = append(keep, fresh)
+	}
 	if err := c.writeJournal(Journal{Op: "rollback", ID: drop[0], Command: "rollback", Time: time.Now().UTC(), Args: drop}); err != nil {
+		if fresh != "" {
+			os.RemoveAll(c.L.LayerDir(fresh))
+		}
 		return nil, err
+	}
+	undo := func() {
+		if fresh != "" {
+			os.RemoveAll(c.L.LayerDir(fresh))
+		}
+		c.removeJournal()
 	}
 	tab, err := mount.Self()
 	if err != nil {
+		undo()
 		return nil, err
 	}
 	if len(c.live(tab)) > 0 {
 		if err := c.restack(keep); err != nil {
-			c.removeJournal()
+			undo()
 			return nil, err
 		}
 	} else if len(c.Rec.Overlays) > 0 {
 		ms, err := c.mountsFor(keep)
 		if err != nil {
-			c.removeJournal()
+			undo()
 			return nil, err
 		}
 		c.setLayers(keep, ms)
@@ -224,8 +265,8 @@ func (c *Card) Rollback(n int) ([]string, error) {
 	c.appendHistory(Entry{Event: "rollback", Time: time.Now().UTC(), Command: "rollback", Layers: drop})
 	for _, l := range drop {
 		if err := c.removeLayer(l); err != nil {
-			return drop, err
+			return dropTx, err
 		}
 	}
-	return drop, c.removeJournal()
+	return dropTx, c.removeJournal()
 }

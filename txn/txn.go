@@ -3,6 +3,7 @@ package txn
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -38,7 +39,8 @@ func LayerLimit() int {
 type Txn struct {
 	c     *Card
 	j     Journal
-	stack []string // the committed stack it sits on
+	stack []string // the committed stack when it began
+	base  []string // the layers it sits on (stack without an empty working layer)
 }
 
 // ID is the transaction's layer id.
@@ -63,6 +65,12 @@ func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
 	stack, err := c.Stack()
 	if err != nil {
 		return nil, err
+	}
+	// An empty working layer on top is left out (it is dropped at the
+	// commit point); one holding changes stays below the transaction.
+	base := stack
+	if top := stack[len(stack)-1]; len(stack) > 1 && c.isWorking(top) && emptyTree(c.L.Tree(top)) {
+		base = stack[:len(stack)-1]
 	}
 	id, err := c.nextID()
 	if err != nil {
@@ -89,11 +97,11 @@ func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
 	syncDir(c.L.LayerDir(id))
 	syncDir(c.L.LayersDir())
 	crash("begin-layer")
-	if err := c.restack(append(slices.Clone(stack), id)); err != nil {
+	if err := c.restack(append(slices.Clone(base), id)); err != nil {
 		return nil, err
 	}
 	crash("begin-restacked")
-	return &Txn{c: c, j: j, stack: stack}, nil
+	return &Txn{c: c, j: j, stack: stack, base: base}, nil
 }
 
 // Commit keeps the transaction: the id is appended to the stack file (the
@@ -110,7 +118,8 @@ func (t *Txn) Commit() error {
 	}
 	bytes, _ := layer.DiskUsage(c.L.Tree(t.j.ID))
 	crash("commit-stack")
-	if err := c.L.WriteStack(append(slices.Clone(t.stack), t.j.ID)); err != nil {
+	committed := append(slices.Clone(t.base), t.j.ID)
+	if err := c.L.WriteStack(committed); err != nil {
 		return fmt.Errorf("committing transaction %s: %w", t.j.ID, err)
 	}
 	crash("commit-history")
@@ -121,10 +130,18 @@ func (t *Txn) Commit() error {
 	if err := c.removeJournal(); err != nil {
 		return err
 	}
+	for _, id := range t.stack[len(t.base):] {
+		c.removeLayer(id) // the empty working layer left out at Begin
+	}
+	// A fresh working layer on top, so that changes made outside ovpkg
+	// from now on do not land in this transaction's layer.
+	if err := c.addWorking(committed); err != nil {
+		c.say("warning: later changes outside ovpkg will land in layer %s: %v", t.j.ID, err)
+	}
 	if err := c.RecordBase(); err != nil {
 		c.say("warning: recording the base files the card shadows: %v", err)
 	}
-	if n := len(t.stack) + 1; n > LayerLimit() {
+	if n := len(committed) + 1; n > LayerLimit() {
 		if err := c.AutoSquash(); err != nil {
 			c.say("warning: %d layers; the automatic squash was not done: %v", n, err)
 		}
@@ -144,6 +161,60 @@ func (t *Txn) Abort() error {
 		return err
 	}
 	return c.removeJournal()
+}
+
+// workingMark is the file that marks a working layer: the upper that
+// takes changes made outside ovpkg between transactions.
+const workingMark = "working"
+
+func (c *Card) isWorking(id string) bool {
+	_, err := os.Lstat(filepath.Join(c.L.LayerDir(id), workingMark))
+	return err == nil
+}
+
+// emptyTree reports whether a layer tree holds nothing but empty
+// directories.
+func emptyTree(dir string) bool {
+	empty := true
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			empty = false
+			return filepath.SkipAll
+		}
+		return nil
+	})
+	return empty
+}
+
+// addWorking puts a new, empty working layer on top of stack: restack,
+// then the stack file (a crash in between leaves a layer directory the
+// stack does not list: removed by Recover).
+func (c *Card) addWorking(stack []string) error {
+	id, err := c.nextID()
+	if err != nil {
+		return err
+	}
+	if err := c.L.AddLayer(id, c.Rec.Dirs); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(c.L.LayerDir(id), workingMark), nil, 0o644); err != nil {
+		os.RemoveAll(c.L.LayerDir(id))
+		return err
+	}
+	syncDir(c.L.LayerDir(id))
+	next := append(slices.Clone(stack), id)
+	if err := c.restack(next); err != nil {
+		os.RemoveAll(c.L.LayerDir(id))
+		return err
+	}
+	crash("commit-working")
+	if err := c.L.WriteStack(next); err != nil {
+		if rerr := c.restack(stack); rerr == nil {
+			os.RemoveAll(c.L.LayerDir(id))
+		}
+		return err
+	}
+	return nil
 }
 
 // removeLayer deletes a layer directory after checking that no live
@@ -336,5 +407,3 @@ func (w writerFunc) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
-
-var _ = filepath.Join
