@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -32,14 +33,23 @@ Exit status: 0 installed, 1 failure (unknown package, corrupt file, no space, in
 	}
 }
 
-func installAction(c *cli.Context) (retErr error) {
+func installAction(c *cli.Context) error {
 	args := c.Args().Slice()
 	if len(args) == 0 {
 		return usagef("install: name at least one package or package file")
 	}
+	return plannedChange(c, pkgmgr.OpInstall, args)
+}
+
+// plannedChange is install and upgrade: lock and mount, plan (closure,
+// sizes), check the card's free space, fetch and list the archives, refuse
+// paths outside the overlays, run the package manager, then tidy up and
+// report. Everything before the package manager runs changes nothing (a
+// card this command mounted is ejected again on failure).
+func plannedChange(c *cli.Context, op pkgmgr.Op, args []string) (retErr error) {
 	for _, a := range args {
 		if strings.HasPrefix(a, "-") {
-			return usagef("install: %q: options go before the package names", a)
+			return usagef("%s: %q: options go before the package names", op, a)
 		}
 	}
 	e, err := openPkgEnv(c, true)
@@ -54,36 +64,44 @@ func installAction(c *cli.Context) (retErr error) {
 			retErr = fmt.Errorf("%w; nothing was changed", retErr)
 		}
 	}()
-	argv, err := e.m.Argv(pkgmgr.OpInstall, args, pkgmgr.ArgvOptions{Yes: c.Bool("yes")})
+	argv, err := e.m.Argv(op, args, pkgmgr.ArgvOptions{Yes: c.Bool("yes")})
 	if err != nil {
-		return usagef("install: %v", err)
+		return usagef("%s: %v", op, err)
 	}
 	ctx := context.Background()
+	planFn := e.m.PlanInstall
+	if op == pkgmgr.OpUpgrade {
+		planFn = e.m.PlanUpgrade
+	}
 	// Sizes and the dependency closure first (nothing written yet).
-	plan, err := e.m.PlanInstall(ctx, args, false)
+	plan, err := planFn(ctx, args, false)
 	if err != nil {
-		return fmt.Errorf("install: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	statusSize := int64(0)
-	if fi, err := os.Stat(e.root + "/" + e.m.StatusPath()); err == nil {
+	if fi, err := os.Stat(filepath.Join(e.root, e.m.StatusPath())); err == nil {
 		statusSize = fi.Size()
 	}
 	if !c.Bool("no-space-check") {
 		if err := pkgmgr.CheckSpace(e.rec.CardMount, plan, statusSize); err != nil {
-			return fmt.Errorf("install: %w", err)
+			return fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	if len(plan.Install) == 0 {
-		e.say("nothing to install: %s already installed", strings.Join(args, ", "))
+		if op == pkgmgr.OpUpgrade {
+			e.say("nothing to upgrade")
+		} else {
+			e.say("nothing to install: %s already installed", strings.Join(args, ", "))
+		}
 		return nil
 	}
 	// Fetch archives (onto the card) and read every path they hold,
 	// unless every package is a local file already read.
 	for _, p := range plan.Install {
 		if _, known := plan.Paths[p.Key()]; !known {
-			plan, err = e.m.PlanInstall(ctx, args, true)
+			plan, err = planFn(ctx, args, true)
 			if err != nil {
-				return fmt.Errorf("install: %w", err)
+				return fmt.Errorf("%s: %w", op, err)
 			}
 			break
 		}
@@ -95,7 +113,7 @@ func installAction(c *cli.Context) (retErr error) {
 	}
 	if err := pkgmgr.CheckPaths(e.root, e.rec.Dirs, plan); err != nil {
 		cleanup()
-		return fmt.Errorf("install: %w", err)
+		return fmt.Errorf("%s: %w", op, err)
 	}
 	d, err := e.readDBs()
 	if err != nil {
@@ -103,7 +121,11 @@ func installAction(c *cli.Context) (retErr error) {
 		return err
 	}
 	changed = true
-	res, err := e.runPM(argv, "installing "+strings.Join(args, " "))
+	what := "installing " + strings.Join(args, " ")
+	if op == pkgmgr.OpUpgrade {
+		what = "upgrading " + strings.Join(append([]string{}, args...), " ")
+	}
+	res, err := e.runPM(argv, strings.TrimSpace(what))
 	cleanup()
 	if res != nil && res.Err() == nil {
 		e.writeSnapshot(d)
@@ -115,7 +137,11 @@ func installAction(c *cli.Context) (retErr error) {
 	for _, p := range plan.Install {
 		names = append(names, p.Name+" "+p.Version)
 	}
-	e.say("installed on the card: %s (%s)", strings.Join(names, ", "), pkgmgr.HumanSize(plan.InstallSize))
+	verb := "installed"
+	if op == pkgmgr.OpUpgrade {
+		verb = "upgraded"
+	}
+	e.say("%s on the card: %s (%s)", verb, strings.Join(names, ", "), pkgmgr.HumanSize(plan.InstallSize))
 	if h := e.holders(); len(h) > 0 {
 		var s []string
 		for _, x := range h {

@@ -127,6 +127,11 @@ ovpkg install -y %[3]s; echo "OUTSIDE=$?"
 test -e /boot/%[1]s-kernel || echo BOOT-UNTOUCHED
 ovpkg install -y %[4]s; echo "NODEP=$?"
 ovpkg remove -y coreutils; echo "BASEREMOVE=$?"
+if [ "$(apt-get -s upgrade 2>/dev/null | grep -c '^Inst')" -gt 20 ]; then
+  ovpkg upgrade -y; echo "UPGRADE=$?"
+else
+  echo "UPGRADE=1 not enough space on the card (skipped: few upgrades pending)"
+fi
 ovpkg --help >/dev/null
 ovpkg install --pm opkg -y x; echo "NOPM=$?"
 flock /run/ovpkg/lock sleep 5 & sleep 0.5
@@ -142,7 +147,7 @@ baseSame && echo BASE-SAME
 `, p, debs.Huge, outside, debs.App, app, huge))
 	wantOut(t, r, "UNKNOWN=1", "Unable to locate package nosuchpackage", "CORRUPT=1", "not a valid package file",
 		"HUGE=1", "not enough space on the card", "OUTSIDE=1", "writes outside the overlaid directories", "BOOT-UNTOUCHED",
-		"NODEP=1", "BASEREMOVE=1", "part of the base root", "NOPM=1", "no package manager found",
+		"NODEP=1", "BASEREMOVE=1", "UPGRADE=1", "part of the base root", "NOPM=1", "no package manager found",
 		"LOCKED=1", "another ovpkg command is running", "UNMOUNTED-UNKNOWN=1", "EJECTED-AGAIN", "NONE-INSTALLED", "BASE-SAME", "nothing was changed", "EJECTED")
 }
 

@@ -305,7 +305,27 @@ func (a *Apt) PlanInstall(ctx context.Context, args []string, download bool) (*P
 		sort.Slice(plan.Install, func(i, j int) bool { return plan.Install[i].Name < plan.Install[j].Name })
 		return plan, nil
 	}
-	out, _, err := a.x(ctx, append([]string{"apt-get", "-s", "-q", "install"}, args...))
+	return a.planSimulated(ctx, plan, local, []string{"install"}, args, download)
+}
+
+// PlanUpgrade is PlanInstall for `apt-get upgrade` (no args) or
+// `apt-get install --only-upgrade ARGS`.
+func (a *Apt) PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error) {
+	if err := checkNames(args); err != nil {
+		return nil, err
+	}
+	verb := []string{"upgrade"}
+	if len(args) > 0 {
+		verb = []string{"install", "--only-upgrade"}
+	}
+	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
+	return a.planSimulated(ctx, plan, map[string]*DebInfo{}, verb, args, download)
+}
+
+// planSimulated fills plan from `apt-get -s VERB ARGS`, apt-cache sizes
+// and, with download, the fetched archives' contents.
+func (a *Apt) planSimulated(ctx context.Context, plan *Plan, local map[string]*DebInfo, verb, args []string, download bool) (*Plan, error) {
+	out, _, err := a.x(ctx, append(append([]string{"apt-get", "-s", "-q"}, verb...), args...))
 	if err != nil {
 		return nil, aptError(err)
 	}
@@ -377,7 +397,8 @@ func (a *Apt) PlanInstall(ctx context.Context, args []string, download bool) (*P
 	for _, f := range files {
 		before[f] = exists(filepath.Join(cache, f))
 	}
-	if _, _, err := a.x(ctx, append([]string{"apt-get", "install", "--download-only", "-y", "-q"}, args...)); err != nil {
+	fetch := append(append([]string{"apt-get"}, verb...), "--download-only", "-y", "-q")
+	if _, _, err := a.x(ctx, append(fetch, args...)); err != nil {
 		return nil, aptError(err)
 	}
 	for _, p := range plan.Install {

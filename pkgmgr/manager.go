@@ -53,6 +53,9 @@ type Manager interface {
 	// installed and download sizes, and (when download is set, after
 	// fetching the archives) every path they write.
 	PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error)
+	// PlanUpgrade is PlanInstall for an upgrade of everything (no args)
+	// or of the named packages.
+	PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error)
 	// PlanRemove works out what removing args takes away (dependants too).
 	PlanRemove(ctx context.Context, args []string) (*Plan, error)
 	// RecoverHint is the ovpkg command that finishes what an interrupted

@@ -126,6 +126,10 @@ func (o *Opkg) Argv(op Op, args []string, ao ArgvOptions) ([]string, error) {
 // "Installing foo (1.2-3) to root...".
 var opkgInstalling = regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `)
 
+// opkgUpgrading matches `opkg --noaction upgrade` lines:
+// "Upgrading foo on root from 1.0-1 to 1.1-1...".
+var opkgUpgrading = regexp.MustCompile(`^Upgrading (\S+) on \S+ from \S+ to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
+
 func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error) {
 	if err := checkNames(args); err != nil {
 		return nil, err
@@ -154,7 +158,20 @@ func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*
 		plan.Paths[info.Pkg.Key()], plan.Dirs[info.Pkg.Key()] = info.Paths, info.Dirs
 		plan.Archives = append(plan.Archives, a)
 	}
-	out, _, err := o.x(ctx, append([]string{"opkg", "--noaction", "install"}, args...))
+	return o.planNoaction(ctx, plan, local, "install", args)
+}
+
+// PlanUpgrade resolves `opkg upgrade ARGS` with --noaction.
+func (o *Opkg) PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error) {
+	if err := checkNames(args); err != nil {
+		return nil, err
+	}
+	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
+	return o.planNoaction(ctx, plan, map[string]bool{}, "upgrade", args)
+}
+
+func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string) (*Plan, error) {
+	out, _, err := o.x(ctx, append([]string{"opkg", "--noaction", verb}, args...))
 	if err != nil {
 		var ce *CommandError
 		if errors.As(err, &ce) && strings.Contains(ce.Stdout+ce.Stderr, "Unknown package") {
@@ -166,6 +183,9 @@ func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		m := opkgInstalling.FindStringSubmatch(sc.Text())
+		if m == nil {
+			m = opkgUpgrading.FindStringSubmatch(sc.Text())
+		}
 		if m == nil || local[m[1]] {
 			continue
 		}

@@ -93,7 +93,7 @@ type SpaceError struct {
 }
 
 func (e *SpaceError) Error() string {
-	return fmt.Sprintf("not enough space on the card (%s): %s needs about %s, %s free; nothing was changed; remove packages from the card or make a bigger one",
+	return fmt.Sprintf("not enough space on the card (%s): %s need about %s, %s free; remove packages from the card or make a bigger one",
 		e.Path, e.What, HumanSize(e.Need), HumanSize(e.Free))
 }
 
@@ -141,12 +141,12 @@ func CheckSpace(cardPath string, plan *Plan, statusSize int64) error {
 	}
 	need := plan.InstallSize + plan.DownloadSize + Overhead(statusSize, nfiles)
 	if need > sp.Free {
-		what := fmt.Sprintf("installing %d package(s)", len(plan.Install))
+		what := fmt.Sprintf("%d package(s)", len(plan.Install))
 		return &SpaceError{Path: cardPath, Need: need, Free: sp.Free, What: what}
 	}
 	if nfiles > 0 && uint64(nfiles) > sp.FreeFiles {
 		return &SpaceError{Path: cardPath, Need: need, Free: sp.Free,
-			What: fmt.Sprintf("%d files (the card has %d free inodes)", nfiles, sp.FreeFiles)}
+			What: fmt.Sprintf("%d files (the card has %d free inodes) and they", nfiles, sp.FreeFiles)}
 	}
 	return nil
 }

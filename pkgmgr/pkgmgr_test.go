@@ -436,7 +436,7 @@ func TestCheckSpace(t *testing.T) {
 	}
 	big := &Plan{Install: []Package{{Name: "a"}}, InstallSize: sp.Total + 1}
 	err = CheckSpace(dir, big, 0)
-	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "nothing was changed") {
+	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "not enough space on the card") {
 		t.Fatalf("big plan: %v", err)
 	}
 }
@@ -487,5 +487,31 @@ func TestRemovalClosure(t *testing.T) {
 	}
 	if _, err := RemovalClosure(inst, []string{"old"}); !errors.Is(err, ErrNotInstalled) {
 		t.Fatalf("config-files only: %v", err)
+	}
+}
+
+func TestPlanUpgrade(t *testing.T) {
+	var calls []string
+	x := fakeExec(t, map[string]string{
+		"apt-get -s -q upgrade":                "Inst libc6 [2.36-9] (2.36-10 Debian:12 [amd64])\nConf libc6 (2.36-10 Debian:12 [amd64])\n",
+		"apt-get -s -q install --only-upgrade": "Inst foo [1.0] (1.1 Debian:12 [amd64])\n",
+		"apt-cache show --no-all-versions":     "Package: libc6\nVersion: 2.36-10\nArchitecture: amd64\nInstalled-Size: 100\nSize: 10\nFilename: pool/l/libc6_2.36-10_amd64.deb\n\nPackage: foo\nVersion: 1.1\nArchitecture: amd64\nInstalled-Size: 7\nSize: 3\nFilename: pool/f/foo_1.1_amd64.deb\n",
+	}, &calls)
+	a := NewApt(t.TempDir(), x)
+	plan, err := a.PlanUpgrade(context.Background(), nil, false)
+	if err != nil || len(plan.Install) != 1 || plan.InstallSize != 100*1024 {
+		t.Fatalf("upgrade all: %+v %v", plan, err)
+	}
+	plan, err = a.PlanUpgrade(context.Background(), []string{"foo"}, false)
+	if err != nil || len(plan.Install) != 1 || plan.Install[0].Name != "foo" {
+		t.Fatalf("upgrade foo: %+v %v", plan, err)
+	}
+	x = fakeExec(t, map[string]string{
+		"opkg --noaction upgrade": "Upgrading luci-base on root from 23.0-1 to 23.1-2...\nConfiguring luci-base.\n",
+		"opkg info luci-base":     "Package: luci-base\nVersion: 23.1-2\nInstalled-Size: 5000\n",
+	}, &calls)
+	plan, err = NewOpkg(t.TempDir(), x).PlanUpgrade(context.Background(), nil, false)
+	if err != nil || len(plan.Install) != 1 || plan.Install[0].Version != "23.1-2" || plan.InstallSize != 5000 {
+		t.Fatalf("opkg upgrade: %+v %v", plan, err)
 	}
 }
