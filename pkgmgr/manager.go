@@ -250,9 +250,74 @@ func readStatusFile(m Manager, path string) ([]Package, error) {
 	return m.ParseStatus(path, f)
 }
 
-// Installed reads m's database through the (merged) root.
+// Installed reads m's database through the (merged) root. For dpkg it
+// applies the journal (var/lib/dpkg/updates/NNNN, written before dpkg
+// folds it into status), so a package dpkg was stopped in the middle of
+// shows its real state.
 func Installed(m Manager) ([]Package, error) {
-	return readStatusFile(m, filepath.Join(m.Root(), m.StatusPath()))
+	pkgs, err := readStatusFile(m, filepath.Join(m.Root(), m.StatusPath()))
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := m.(*Apt); ok {
+		return applyJournal(m, pkgs, filepath.Join(m.Root(), "var/lib/dpkg/updates"))
+	}
+	return pkgs, nil
+}
+
+// applyJournal overlays dpkg's journal entries (in file-name order) on
+// pkgs; an entry whose state is not-installed drops the package.
+func applyJournal(m Manager, pkgs []Package, dir string) ([]Package, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return pkgs, nil // no journal
+	}
+	byKey := map[string]int{}
+	for i, p := range pkgs {
+		byKey[p.Key()] = i
+	}
+	var drop []string
+	for _, e := range ents { // ReadDir sorts by name: 0000, 0001, ...
+		if strings.Trim(e.Name(), "0123456789") != "" {
+			continue // tmp.i and friends
+		}
+		f, err := os.Open(filepath.Join(dir, e.Name()))
+		if err != nil {
+			continue
+		}
+		st, err := ParseStanzas(f.Name(), f)
+		f.Close()
+		if err != nil {
+			continue // a half-written entry: dpkg ignores it too
+		}
+		for _, s := range st {
+			p, err := packageFromStanza(f.Name(), s, 1024)
+			if err != nil {
+				continue
+			}
+			if i, ok := byKey[p.Key()]; ok {
+				pkgs[i] = p
+			} else {
+				byKey[p.Key()] = len(pkgs)
+				pkgs = append(pkgs, p)
+			}
+			if p.State == "not-installed" {
+				drop = append(drop, p.Key())
+			}
+		}
+	}
+	if len(drop) == 0 {
+		sort.Slice(pkgs, func(i, j int) bool { return pkgs[i].Key() < pkgs[j].Key() })
+		return pkgs, nil
+	}
+	out := pkgs[:0]
+	for _, p := range pkgs {
+		if p.State != "not-installed" {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out, nil
 }
 
 // ReadStatus parses m's database at path (a missing file is empty).

@@ -515,3 +515,17 @@ func TestPlanUpgrade(t *testing.T) {
 		t.Fatalf("opkg upgrade: %+v %v", plan, err)
 	}
 }
+
+func TestDpkgJournal(t *testing.T) {
+	root := t.TempDir()
+	db := filepath.Join(root, "var/lib/dpkg")
+	os.MkdirAll(filepath.Join(db, "updates"), 0o755)
+	os.WriteFile(filepath.Join(db, "status"), []byte("Package: a\nStatus: install ok unpacked\nVersion: 1\n\nPackage: b\nStatus: install ok installed\nVersion: 1\n"), 0o644)
+	os.WriteFile(filepath.Join(db, "updates/0000"), []byte("Package: a\nStatus: install ok half-configured\nVersion: 1\n"), 0o644)
+	os.WriteFile(filepath.Join(db, "updates/0001"), []byte("Package: b\nStatus: purge ok not-installed\n"), 0o644)
+	os.WriteFile(filepath.Join(db, "updates/tmp.i"), []byte("garbage"), 0o644)
+	pkgs, err := Installed(NewApt(root, nil))
+	if err != nil || len(pkgs) != 1 || pkgs[0].Name != "a" || pkgs[0].State != "half-configured" {
+		t.Fatalf("%+v %v", pkgs, err)
+	}
+}
