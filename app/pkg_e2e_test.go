@@ -94,6 +94,7 @@ dpkg-query -W %[5]s 2>/dev/null || echo NOT-IN-DB-AFTER-EJECT
 baseSame && echo BASE-SAME-AFTER-EJECT
 ovmount >/dev/null
 echo "BACK: $(%[5]s)"
+ovpkg remove %[6]s || echo "DEPENDANTS-NEED-YES=$?"
 ovpkg remove -y %[5]s %[6]s %[7]s %[8]s
 command -v %[5]s >/dev/null || echo REMOVED
 eject
@@ -105,7 +106,7 @@ baseSame && echo BASE-SAME-END
 	wantOut(t, r, "INSTALL-MOUNTED", "NOT-STARTED-OK", "RUN: hello from "+app, "POSTINST-RAN", "POSTINST-ON-CARD", "CONF-ON-CARD", "APP-ON-CARD",
 		app+" install ok installed", "BASE-SAME-MOUNTED", `"where": "card"`, "card\t/usr/bin/"+app,
 		"STATUS-COUNT-OK", "GONE-AFTER-EJECT", "NOT-IN-DB-AFTER-EJECT", "BASE-SAME-AFTER-EJECT",
-		"BACK: hello from "+app, "REMOVED", "BASE-SAME-END", "services not started")
+		"BACK: hello from "+app, "DEPENDANTS-NEED-YES=1", "also removes the packages that depend on it: "+app, "REMOVED", "BASE-SAME-END", "services not started")
 }
 
 func TestPkgE2ERefusals(t *testing.T) {
