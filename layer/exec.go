@@ -25,6 +25,11 @@ type Options struct {
 	Link bool
 	// Workers copying file contents in parallel (default: min(4, CPUs)).
 	Workers int
+	// WorkerThread, if set, runs first in each worker on a locked OS thread
+	// that is never unlocked (it ends with the worker): for a caller that
+	// works in a private mount namespace of its own thread and needs the
+	// workers to join it (setns). An error fails the copy.
+	WorkerThread func() error
 	// Progress, if set, is called from one goroutine about every
 	// ProgressEvery and once at the end.
 	Progress      func(Progress)
@@ -146,6 +151,15 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if opt.WorkerThread != nil {
+				runtime.LockOSThread() // never unlocked: the thread ends with the worker
+				if err := opt.WorkerThread(); err != nil {
+					fail(err)
+					for range jobs {
+					}
+					return
+				}
+			}
 			buf := make([]byte, 128<<10)
 			for j := range jobs {
 				if failed.Load() {

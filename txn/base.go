@@ -26,6 +26,7 @@ func openLayout(cardMount string) (*card.Layout, error) { return card.Open(cardM
 // Do, which runs a function on the thread itself.
 type privateNS struct {
 	prefix string
+	nsfd   int // the namespace, for Join
 	calls  chan func()
 	quit   chan struct{}
 }
@@ -86,6 +87,12 @@ func (p *privateNS) run(targets []string, ready chan<- error) {
 			}
 		}
 		p.prefix = "/proc/" + strconv.Itoa(os.Getpid()) + "/task/" + strconv.Itoa(unix.Gettid()) + "/root"
+		fd, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			ready <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		p.nsfd = fd
 		ready <- nil
 		for {
 			select {
@@ -108,9 +115,25 @@ func (p *privateNS) Do(fn func() error) error {
 	return <-done
 }
 
+// Join moves the calling OS thread into the namespace. The caller must
+// have locked its goroutine to the thread and must never unlock it (the
+// thread then ends with the goroutine).
+func (p *privateNS) Join() error {
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("joining the private mount namespace: %w", err)
+	}
+	if err := unix.Setns(p.nsfd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("joining the private mount namespace: %w", err)
+	}
+	return nil
+}
+
 // Close ends the thread; the kernel tears down what is still mounted in
 // the namespace.
-func (p *privateNS) Close() { close(p.quit) }
+func (p *privateNS) Close() {
+	unix.Close(p.nsfd)
+	close(p.quit)
+}
 
 // WithBase runs fn with base(abs) naming abs as the base root shows it
 // (the overlays on the card's targets out of the way).

@@ -72,8 +72,10 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		return nil, err
 	}
 	defer ns.Close()
-	base := ns.Path
-	err = func() error {
+	// Everything below runs on the namespace's own thread (plain paths
+	// there show the base, the card and the new image's mount); the
+	// copying workers join the namespace.
+	err = ns.Do(func() error {
 		size := o.Size
 		if size == 0 {
 			need := int64(0)
@@ -85,7 +87,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 				need += n
 			}
 			if o.WithBase {
-				n, err := rootUsage(base(c.Rec.Root), base(c.Rec.CardMount))
+				n, err := rootUsage(c.Rec.Root, c.Rec.CardMount)
 				if err != nil {
 					return err
 				}
@@ -115,7 +117,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 				os.Remove(tmp)
 			}
 		}()
-		dev, err := loop.Attach(info.Path, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true})
+		dev, err := loop.Attach(tmp, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true})
 		if err != nil {
 			return err
 		}
@@ -129,7 +131,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		if fstype == "" {
 			fstype = "ext2"
 		}
-		if err := ns.Do(func() error { return mount.Mount(dev.Path, mnt, fstype, unix.MS_NOATIME, "") }); err != nil {
+		if err := mount.Mount(dev.Path, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
 			dev.Close()
 			loop.Detach(dev.Path)
 			return err
@@ -138,23 +140,24 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		mounted := true
 		defer func() {
 			if mounted {
-				ns.Do(func() error { return mount.Unmount(mnt, 0) })
+				mount.Unmount(mnt, 0)
 				loop.WaitDetached(dev, 10*time.Second)
 			}
 		}()
+		lo := layer.Options{Progress: o.Progress, ProgressEvery: time.Second, WorkerThread: ns.Join}
 		if o.WithBase {
-			res.Stats, err = c.flattenRoot(base(mnt), base, trees, o.Progress)
+			res.Stats, err = c.flattenRoot(mnt, trees, lo)
 		} else {
-			res.Stats, err = c.flattenCard(base(mnt), trees, o.Progress)
+			res.Stats, err = c.flattenCard(mnt, trees, lo)
 		}
 		if err != nil {
 			return err
 		}
 		crash("flatten-copy")
-		if err := syncFS(base(mnt)); err != nil {
+		if err := syncFS(mnt); err != nil {
 			return fmt.Errorf("flushing the new image: %w", err)
 		}
-		if err := ns.Do(func() error { return mount.Unmount(mnt, 0) }); err != nil {
+		if err := mount.Unmount(mnt, 0); err != nil {
 			return err
 		}
 		mounted = false
@@ -169,7 +172,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		info.Path = abs
 		res.Info, res.UUID, res.Size = info, info.UUID, info.Size
 		return nil
-	}()
+	})
 	res.Took = time.Since(start)
 	return res, err
 }
@@ -215,7 +218,7 @@ func isUnder(p, dir string) bool {
 }
 
 // flattenCard writes the merged layers as layer 0001 of a fresh layout.
-func (c *Card) flattenCard(mnt string, trees []string, progress func(layer.Progress)) (layer.Stats, error) {
+func (c *Card) flattenCard(mnt string, trees []string, lo layer.Options) (layer.Stats, error) {
 	nl, err := card.Init(mnt, nil)
 	if err != nil {
 		return layer.Stats{}, err
@@ -224,7 +227,8 @@ func (c *Card) flattenCard(mnt string, trees []string, progress func(layer.Progr
 	if err := os.Remove(tree); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return layer.Stats{}, err
 	}
-	st, err := layer.Squash(tree, trees, layer.Options{KeepWhiteouts: true, Progress: progress, ProgressEvery: time.Second})
+	lo.KeepWhiteouts = true
+	st, err := layer.Squash(tree, trees, lo)
 	if err != nil {
 		return st, err
 	}
@@ -235,8 +239,8 @@ func (c *Card) flattenCard(mnt string, trees []string, progress func(layer.Progr
 // overlaid directory merged, every other top-level directory of the root
 // copied, except kernel/runtime directories and mount points (created
 // empty) and the card's mount point.
-func (c *Card) flattenRoot(mnt string, base func(string) string, trees []string, progress func(layer.Progress)) (layer.Stats, error) {
-	root := base(c.Rec.Root)
+func (c *Card) flattenRoot(mnt string, trees []string, lo layer.Options) (layer.Stats, error) {
+	root := c.Rec.Root
 	var total layer.Stats
 	ents, err := os.ReadDir(root)
 	if err != nil {
@@ -246,7 +250,7 @@ func (c *Card) flattenRoot(mnt string, base func(string) string, trees []string,
 	if err := unix.Stat(root, &rootSt); err != nil {
 		return total, err
 	}
-	tab, _ := mount.LoadTable(strings.TrimSuffix(base("/"), "/root/") + "/mountinfo")
+	tab, _ := mount.LoadTable("/proc/thread-self/mountinfo")
 	add := func(s layer.Stats) {
 		total.Dirs += s.Dirs
 		total.Files += s.Files
@@ -266,7 +270,7 @@ func (c *Card) flattenRoot(mnt string, base func(string) string, trees []string,
 					layers = append(layers, filepath.Join(t, name))
 				}
 			}
-			s, err := layer.Squash(dst, layers, layer.Options{Progress: progress, ProgressEvery: time.Second})
+			s, err := layer.Squash(dst, layers, lo)
 			if err != nil {
 				return total, err
 			}
@@ -290,7 +294,7 @@ func (c *Card) flattenRoot(mnt string, base func(string) string, trees []string,
 			continue
 		}
 		if isDir {
-			s, err := layer.Copy(dst, src, layer.Options{Progress: progress, ProgressEvery: time.Second})
+			s, err := layer.Copy(dst, src, lo)
 			if err != nil {
 				return total, err
 			}
