@@ -477,3 +477,29 @@ checkClean
 `)
 	want(t, r, "CLEAN")
 }
+
+// Over the real root (inside the namespace; /usr, /etc and /var): a
+// transaction under /usr/local, its rollback, a commit; the host's /usr
+// never sees any of it.
+func TestE2ERealRoot(t *testing.T) {
+	r := mustRun(t, `
+F=/usr/local/ovpkg-txn-e2e-$$
+[ ! -e $F ]
+ovmount >/dev/null
+grep -q " /usr .* - overlay ovpkg " /proc/self/mountinfo
+ovpkg __txn-test $F one
+grep -q " /usr .* - overlay ovpkg .*upperdir=$D/card/ovpkg/layers/0003/tree/usr," /proc/self/mountinfo
+[ "$(cat $F)" = one ]
+ovpkg __txn-test $F.2 two
+ovpkg history | grep -c test-install
+ovpkg rollback
+[ -e $F ] && [ ! -e $F.2 ]
+ovpkg commit
+[ "$(cat $F)" = one ]
+ovpkg eject >/dev/null
+[ ! -e $F ]
+umount $D/base
+echo CLEAN
+`)
+	want(t, r, "CLEAN")
+}
