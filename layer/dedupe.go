@@ -53,8 +53,8 @@ func Dedupe(upper string, below []string) (DedupeStats, error) {
 				}
 				if removed {
 					st.Files++
-					if c.st.Nlink == 1 {
-						st.Bytes += c.st.Blocks * 512
+					if c.m.nlink == 1 {
+						st.Bytes += c.m.blocks * 512
 					}
 				}
 				mu.Unlock()
@@ -76,7 +76,7 @@ func Dedupe(upper string, below []string) (DedupeStats, error) {
 
 type candidate struct {
 	rel string
-	st  unix.Stat_t
+	m   meta
 }
 
 func collect(upper, rel string, out *[]candidate) error {
@@ -100,7 +100,7 @@ func collect(upper, rel string, out *[]candidate) error {
 				return err
 			}
 		case unix.S_IFREG, unix.S_IFLNK:
-			*out = append(*out, candidate{rel: crel, st: *ust})
+			*out = append(*out, candidate{rel: crel, m: metaOf(ust)})
 		}
 	}
 	return nil
@@ -110,12 +110,16 @@ func collect(upper, rel string, out *[]candidate) error {
 // below show at its path.
 func dedupeFile(upper string, c *candidate, res *resolver) (bool, error) {
 	p := filepath.Join(upper, c.rel)
-	ust := &c.st
+	um := &c.m
 	lp, lst := res.lookup(c.rel)
-	if lst == nil || lst.Mode&unix.S_IFMT != ust.Mode&unix.S_IFMT || !sameMeta(ust, lst) || ust.Size != lst.Size {
+	if lst == nil {
 		return false, nil
 	}
-	same, err := sameContent(p, lp, ust)
+	lm := metaOf(lst)
+	if lm.typ() != um.typ() || !sameMeta(um, &lm) || um.size != lm.size {
+		return false, nil
+	}
+	same, err := sameContent(p, lp, um)
 	if err != nil || !same {
 		return false, err
 	}
@@ -154,7 +158,10 @@ func pruneDirs(upper, rel string, below []string, st *DedupeStats) (bool, error)
 			continue
 		}
 		lp, lst := lookupBelow(below, crel)
-		if lst == nil || lst.Mode&unix.S_IFMT != unix.S_IFDIR || !sameMeta(ust, lst) {
+		if lst == nil || lst.Mode&unix.S_IFMT != unix.S_IFDIR {
+			continue
+		}
+		if um, lm := metaOf(ust), metaOf(lst); !sameMeta(&um, &lm) {
 			continue
 		}
 		if ok, err := sameXattrsAt(p, lp); err != nil || !ok {
@@ -169,14 +176,14 @@ func pruneDirs(upper, rel string, below []string, st *DedupeStats) (bool, error)
 	return left == 0, nil
 }
 
-func sameMeta(a, b *unix.Stat_t) bool {
-	if a.Uid != b.Uid || a.Gid != b.Gid {
+func sameMeta(a, b *meta) bool {
+	if a.uid != b.uid || a.gid != b.gid {
 		return false
 	}
-	if a.Mode&unix.S_IFMT == unix.S_IFLNK {
+	if a.typ() == unix.S_IFLNK {
 		return true
 	}
-	return a.Mode&0o7777 == b.Mode&0o7777
+	return a.mode&0o7777 == b.mode&0o7777
 }
 
 func sameXattrsAt(a, b string) (bool, error) {
@@ -191,8 +198,8 @@ func sameXattrsAt(a, b string) (bool, error) {
 	return sameXattrs(xa, xb), nil
 }
 
-func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
-	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+func sameContent(a, b string, st *meta) (bool, error) {
+	if st.typ() == unix.S_IFLNK {
 		ta, err := os.Readlink(a)
 		if err != nil {
 			return false, err
@@ -214,7 +221,7 @@ func sameContent(a, b string, st *unix.Stat_t) (bool, error) {
 	bufp := bufPool.Get().(*[2][]byte)
 	defer bufPool.Put(bufp)
 	ba, bb := bufp[0], bufp[1]
-	left := st.Size
+	left := st.size
 	for left > 0 {
 		want := int(min(int64(len(ba)), left))
 		if err := readFull(fa, ba[:want]); err != nil {

@@ -165,7 +165,7 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 				if failed.Load() {
 					continue
 				}
-				n, err := copyRegular(j.dst, j.o.src, &j.o.st, skipOverlay, buf)
+				n, err := copyRegular(j.dst, p.src(j.o), &j.o.m, skipOverlay, buf)
 				if err != nil {
 					fail(err)
 					continue
@@ -182,7 +182,6 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 	}
 	var links []link
 	var dirs []*op
-	firsts := map[inodeKey]string{}
 	for i := range p.ops {
 		if failed.Load() {
 			break
@@ -203,27 +202,23 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 		case opFile:
 			st.Files++
 			if opt.Link {
-				if err = os.Link(o.src, path); err == nil {
+				if err = os.Link(p.src(o), path); err == nil {
 					files.Add(1)
-					if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
-						bytes.Add(o.st.Size)
+					if o.m.typ() == unix.S_IFREG {
+						bytes.Add(o.m.size)
 					}
 				}
 				break
 			}
-			if o.st.Nlink > 1 {
-				k := inodeKey{uint64(o.st.Dev), uint64(o.st.Ino)}
-				if first, ok := firsts[k]; ok {
-					links = append(links, link{first, path, o.st.Size})
-					break
-				}
-				firsts[k] = path
+			if o.link >= 0 {
+				links = append(links, link{filepath.Join(dst, p.ops[o.link].rel), path, o.m.size})
+				break
 			}
-			if o.st.Mode&unix.S_IFMT == unix.S_IFREG {
+			if o.m.typ() == unix.S_IFREG {
 				jobs <- job{dst: path, o: o}
 				break
 			}
-			if err = copySpecial(path, o.src, &o.st, skipOverlay); err == nil {
+			if err = copySpecial(path, p.src(o), &o.m, skipOverlay); err == nil {
 				files.Add(1)
 			}
 		}
@@ -252,7 +247,7 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 	for i := len(dirs) - 1; i >= 0; i-- {
 		o := dirs[i]
 		path := filepath.Join(dst, o.rel)
-		if err := copyXattrs(path, o.src, skipOverlay); err != nil {
+		if err := copyXattrs(path, p.src(o), skipOverlay); err != nil {
 			return st, err
 		}
 		if o.opaque {
@@ -260,10 +255,10 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 				return st, err
 			}
 		}
-		if err := setOwnerMode(path, &o.st); err != nil {
+		if err := setOwnerMode(path, &o.m); err != nil {
 			return st, err
 		}
-		if err := setTimes(path, &o.st); err != nil {
+		if err := setTimes(path, &o.m); err != nil {
 			return st, err
 		}
 	}
@@ -272,8 +267,8 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 }
 
 // copySpecial creates a symlink, device node, fifo or socket like src.
-func copySpecial(dst, src string, st *unix.Stat_t, skipOverlay bool) error {
-	switch st.Mode & unix.S_IFMT {
+func copySpecial(dst, src string, st *meta, skipOverlay bool) error {
+	switch st.typ() {
 	case unix.S_IFLNK:
 		target, err := os.Readlink(src)
 		if err != nil {
@@ -283,7 +278,7 @@ func copySpecial(dst, src string, st *unix.Stat_t, skipOverlay bool) error {
 			return err
 		}
 	default:
-		if err := unix.Mknod(dst, st.Mode, int(st.Rdev)); err != nil {
+		if err := unix.Mknod(dst, st.mode, int(st.rdev)); err != nil {
 			return &os.PathError{Op: "mknod", Path: dst, Err: err}
 		}
 	}
@@ -299,7 +294,7 @@ func copySpecial(dst, src string, st *unix.Stat_t, skipOverlay bool) error {
 // copyRegular copies a regular file's contents (holes kept), xattrs,
 // owner, mode and times. It returns the apparent size copied. Raw file
 // descriptors: os.OpenFile costs several fcntl/epoll calls per file.
-func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte) (int64, error) {
+func copyRegular(dst, src string, st *meta, skipOverlay bool, buf []byte) (int64, error) {
 	in, err := unix.Open(src, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return 0, &os.PathError{Op: "open", Path: src, Err: err}
@@ -309,7 +304,7 @@ func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte)
 	if err != nil {
 		return 0, &os.PathError{Op: "create", Path: dst, Err: err}
 	}
-	if err := copyData(out, in, st.Size, st.Blocks*512 < st.Size, buf); err != nil {
+	if err := copyData(out, in, st.size, st.blocks*512 < st.size, buf); err != nil {
 		unix.Close(out)
 		return 0, &os.PathError{Op: "copy to", Path: dst, Err: err}
 	}
@@ -317,15 +312,15 @@ func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte)
 		unix.Close(out)
 		return 0, err
 	}
-	if err := unix.Fchown(out, int(st.Uid), int(st.Gid)); err != nil && !(errors.Is(err, unix.EPERM) && os.Geteuid() != 0) {
+	if err := unix.Fchown(out, int(st.uid), int(st.gid)); err != nil && !(errors.Is(err, unix.EPERM) && os.Geteuid() != 0) {
 		unix.Close(out)
 		return 0, &os.PathError{Op: "fchown", Path: dst, Err: err}
 	}
-	if err := unix.Fchmod(out, st.Mode&0o7777); err != nil {
+	if err := unix.Fchmod(out, st.mode&0o7777); err != nil {
 		unix.Close(out)
 		return 0, &os.PathError{Op: "fchmod", Path: dst, Err: err}
 	}
-	ts := []unix.Timespec{st.Atim, st.Mtim}
+	ts := []unix.Timespec{st.atim, st.mtim}
 	if err := unix.UtimesNanoAt(out, "", ts, unix.AT_EMPTY_PATH); err != nil {
 		if err := setTimes(dst, st); err != nil {
 			unix.Close(out)
@@ -335,7 +330,7 @@ func copyRegular(dst, src string, st *unix.Stat_t, skipOverlay bool, buf []byte)
 	if err := unix.Close(out); err != nil {
 		return 0, &os.PathError{Op: "close", Path: dst, Err: err}
 	}
-	return st.Size, nil
+	return st.size, nil
 }
 
 // copyData copies size bytes; sparse files are copied extent by extent

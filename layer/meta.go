@@ -149,21 +149,42 @@ func sameXattrs(a, b map[string][]byte) bool {
 	return true
 }
 
-// setMeta sets owner, mode (not for symlinks) and times of dst from st.
-func setOwnerMode(dst string, st *unix.Stat_t) error {
-	if err := unix.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil && !(errors.Is(err, unix.EPERM) && os.Geteuid() != 0) {
+// meta is the part of a stat result the copy needs, kept small: a plan
+// holds one per entry of the tree (memory on 32 MB devices).
+type meta struct {
+	mode   uint32
+	uid    uint32
+	gid    uint32
+	nlink  uint32
+	size   int64
+	blocks int64
+	rdev   uint64
+	atim   unix.Timespec
+	mtim   unix.Timespec
+}
+
+func metaOf(st *unix.Stat_t) meta {
+	return meta{mode: st.Mode, uid: st.Uid, gid: st.Gid, nlink: uint32(st.Nlink), size: st.Size,
+		blocks: st.Blocks, rdev: uint64(st.Rdev), atim: st.Atim, mtim: st.Mtim}
+}
+
+func (m *meta) typ() uint32 { return m.mode & unix.S_IFMT }
+
+// setOwnerMode sets owner and mode (not for symlinks) of dst from st.
+func setOwnerMode(dst string, st *meta) error {
+	if err := unix.Lchown(dst, int(st.uid), int(st.gid)); err != nil && !(errors.Is(err, unix.EPERM) && os.Geteuid() != 0) {
 		return &os.PathError{Op: "lchown", Path: dst, Err: err}
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFLNK {
-		if err := unix.Chmod(dst, st.Mode&0o7777); err != nil {
+	if st.typ() != unix.S_IFLNK {
+		if err := unix.Chmod(dst, st.mode&0o7777); err != nil {
 			return &os.PathError{Op: "chmod", Path: dst, Err: err}
 		}
 	}
 	return nil
 }
 
-func setTimes(dst string, st *unix.Stat_t) error {
-	ts := []unix.Timespec{st.Atim, st.Mtim}
+func setTimes(dst string, st *meta) error {
+	ts := []unix.Timespec{st.atim, st.mtim}
 	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		return &os.PathError{Op: "utimensat", Path: dst, Err: err}
 	}

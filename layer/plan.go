@@ -17,24 +17,30 @@ const (
 	opWhiteout
 )
 
-// op is one entry of the result tree: where it goes and where it comes
-// from.
+// op is one entry of the result tree: its path and the layer it comes
+// from (the same relative path in that layer). Kept small: a plan holds
+// one per entry.
 type op struct {
-	kind   opKind
 	rel    string // path in the result, "" for its root
-	src    string // source path (for a directory: the topmost contributing one)
-	opaque bool   // directory: mark opaque in the result
-	st     unix.Stat_t
+	m      meta
+	link   int32 // non-directory: index of an earlier op of the same inode (hard link), or -1
+	layer  uint16
+	kind   opKind
+	opaque bool // directory: mark opaque in the result
 }
 
 // planner merges layer directories into a list of ops, parents first.
 type planner struct {
 	keepWhiteouts bool // result sits over a base: keep whiteouts/opaque flags
 	raw           bool // Copy: whiteouts are plain device nodes, nothing merged
+	roots         []string
 	ops           []op
+	firsts        map[inodeKey]int32 // hard-linked inodes seen: first op
 	files         int64
 	bytes         int64
 }
+
+func (p *planner) src(o *op) string { return filepath.Join(p.roots[o.layer], o.rel) }
 
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
@@ -51,7 +57,12 @@ func (p *planner) plan(layers []string) error {
 	if len(layers) == 0 {
 		return errors.New("squash: no layers")
 	}
-	chain := make([]string, 0, len(layers))
+	if len(layers) > 65535 {
+		return errors.New("squash: too many layers")
+	}
+	p.roots = layers
+	p.firsts = map[inodeKey]int32{}
+	chain := make([]uint16, 0, len(layers)) // topmost first
 	for i := len(layers) - 1; i >= 0; i-- {
 		st, err := lstat(layers[i])
 		if err != nil {
@@ -60,21 +71,21 @@ func (p *planner) plan(layers []string) error {
 		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			return &os.PathError{Op: "squash", Path: layers[i], Err: unix.ENOTDIR}
 		}
-		chain = append(chain, layers[i])
+		chain = append(chain, uint16(i))
 	}
-	st, _ := lstat(chain[0])
-	p.ops = append(p.ops, op{kind: opDir, rel: "", src: chain[0], st: *st})
+	st, _ := lstat(layers[chain[0]])
+	p.ops = append(p.ops, op{kind: opDir, rel: "", layer: chain[0], m: metaOf(st), link: -1})
 	return p.dir("", chain, p.keepWhiteouts)
 }
 
-// dir plans the children of rel whose contributing directories are chain
+// dir plans the children of rel whose contributing layers are chain
 // (topmost first). reachesBase says whether a base below the layers may
 // still show through at rel.
-func (p *planner) dir(rel string, chain []string, reachesBase bool) error {
+func (p *planner) dir(rel string, chain []uint16, reachesBase bool) error {
 	seen := map[string]bool{}
 	var names []string
-	for _, d := range chain {
-		ns, err := readNames(d)
+	for _, l := range chain {
+		ns, err := readNames(filepath.Join(p.roots[l], rel))
 		if err != nil {
 			return err
 		}
@@ -90,8 +101,8 @@ func (p *planner) dir(rel string, chain []string, reachesBase bool) error {
 		crel := filepath.Join(rel, name)
 		var top *unix.Stat_t
 		var ti int
-		for i, d := range chain {
-			st, err := lstat(filepath.Join(d, name))
+		for i, l := range chain {
+			st, err := lstat(filepath.Join(p.roots[l], crel))
 			if err != nil {
 				if errors.Is(err, unix.ENOENT) {
 					continue
@@ -104,27 +115,37 @@ func (p *planner) dir(rel string, chain []string, reachesBase bool) error {
 		if top == nil {
 			continue // vanished while we looked
 		}
-		src := filepath.Join(chain[ti], name)
+		layer := chain[ti]
+		src := filepath.Join(p.roots[layer], crel)
 		switch {
 		case !p.raw && IsWhiteout(top):
 			if p.keepWhiteouts && reachesBase {
-				p.ops = append(p.ops, op{kind: opWhiteout, rel: crel, src: src, st: *top})
+				p.ops = append(p.ops, op{kind: opWhiteout, rel: crel, layer: layer, m: metaOf(top), link: -1})
 			}
 		case top.Mode&unix.S_IFMT != unix.S_IFDIR:
-			p.ops = append(p.ops, op{kind: opFile, rel: crel, src: src, st: *top})
+			o := op{kind: opFile, rel: crel, layer: layer, m: metaOf(top), link: -1}
+			if top.Nlink > 1 {
+				k := inodeKey{uint64(top.Dev), uint64(top.Ino)}
+				if first, ok := p.firsts[k]; ok {
+					o.link = first
+				} else {
+					p.firsts[k] = int32(len(p.ops))
+				}
+			}
+			p.ops = append(p.ops, o)
 			p.files++
 			if top.Mode&unix.S_IFMT == unix.S_IFREG {
 				p.bytes += top.Size
 			}
 		default:
-			child := []string{src}
+			child := []uint16{layer}
 			childReaches := reachesBase
 			if !p.raw {
 				if IsOpaque(src) {
 					childReaches = false
 				} else {
-					for _, d := range chain[ti+1:] {
-						lp := filepath.Join(d, name)
+					for _, l := range chain[ti+1:] {
+						lp := filepath.Join(p.roots[l], crel)
 						st, err := lstat(lp)
 						if errors.Is(err, unix.ENOENT) {
 							continue
@@ -136,7 +157,7 @@ func (p *planner) dir(rel string, chain []string, reachesBase bool) error {
 							childReaches = false // whiteout or non-directory stops the merge
 							break
 						}
-						child = append(child, lp)
+						child = append(child, l)
 						if IsOpaque(lp) {
 							childReaches = false
 							break
@@ -144,7 +165,7 @@ func (p *planner) dir(rel string, chain []string, reachesBase bool) error {
 					}
 				}
 			}
-			p.ops = append(p.ops, op{kind: opDir, rel: crel, src: src, st: *top,
+			p.ops = append(p.ops, op{kind: opDir, rel: crel, layer: layer, m: metaOf(top), link: -1,
 				opaque: !p.raw && p.keepWhiteouts && reachesBase && !childReaches})
 			if err := p.dir(crel, child, childReaches); err != nil {
 				return err

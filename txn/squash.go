@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -54,6 +55,9 @@ func (c *Card) AutoSquash() error {
 // commit point), overlays up on the new stack, old layers deleted. A full
 // card (ENOSPC) deletes the half-made layer and changes nothing else.
 func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string, retErr error) {
+	// The plan holds an entry per file: collect garbage more eagerly
+	// (measured: 30k files, peak RSS 24 MB -> 20 MB, same time).
+	defer debug.SetGCPercent(debug.SetGCPercent(50))
 	if j, err := c.readJournal(); err != nil || j != nil {
 		return "", fmt.Errorf("%w (run ovmount or any ovpkg command to recover it)", ErrInTxn)
 	}
