@@ -45,8 +45,9 @@ func (e *txnEnv) close() {
 func (e *txnEnv) say(format string, a ...any) { fmt.Fprintf(e.out, format+"\n", a...) }
 
 // openTxn opens the mounted card for a txn verb: re-executes from memory
-// first when restack is set and the binary lives on an overlay, takes the
-// lock, and recovers what an interrupted command left.
+// first when the binary lives on an overlay (a restack, by the verb or by
+// recovery, would otherwise be refused), takes the lock, and recovers what
+// an interrupted command left. restack is kept for the callers' clarity.
 func openTxn(c *cli.Context, restack bool) (*txnEnv, error) {
 	out := c.App.Writer
 	if c.Bool("json") {
@@ -54,10 +55,9 @@ func openTxn(c *cli.Context, restack bool) (*txnEnv, error) {
 	}
 	e := &txnEnv{out: out}
 	e.opt = mountset.Options{ConfigPath: c.String("config"), Root: c.String("root"), Out: out}
-	if restack {
-		if err := txn.LeaveMounts(e.opt); err != nil {
-			return nil, err
-		}
+	_ = restack
+	if err := txn.LeaveMounts(e.opt); err != nil {
+		return nil, err
 	}
 	unlock, err := mountset.Lock(e.opt)
 	if err != nil {
