@@ -425,6 +425,16 @@ ovpkg rollback $O
 # sleepy (copied outside ovpkg) stay
 [ ! -e $R/usr/bin/a ] && [ -e $R/usr/bin/b ] && [ -e $R/usr/bin/sleepy ]
 consistent
+# an ovpkg binary living on the card (through /usr/bin) can still restack:
+# it re-executes itself from memory first
+cp "$(command -v ovpkg)" $R/usr/bin/ovpkg-card
+t $R/usr/bin/c C
+$R/usr/bin/ovpkg-card rollback $O
+[ ! -e $R/usr/bin/c ] && [ -e $R/usr/bin/ovpkg-card ]
+$R/usr/bin/ovpkg-card __txn-test $O $R/usr/bin/d D
+[ -e $R/usr/bin/d ]
+ovpkg history $O | grep -v "no own layer" | grep -q " d "
+consistent
 ovpkg eject $O >/dev/null
 checkClean
 `)
