@@ -86,6 +86,7 @@ func want(t *testing.T, r nstest.Result, subs ...string) {
 }
 
 func TestE2ETransactionsRollbackCommit(t *testing.T) {
+	nstest.Need(t, "python3")
 	r := mustRun(t, `
 ovmount $O >/dev/null
 consistent
@@ -284,6 +285,7 @@ checkClean
 }
 
 func TestE2EFlattenMountsEqual(t *testing.T) {
+	nstest.Need(t, "python3", "sfdisk", "blkid", "e2fsck")
 	r := mustRun(t, `
 ovmount $O >/dev/null
 t $R/usr/bin/a A
@@ -328,6 +330,7 @@ checkClean
 }
 
 func TestE2EDedupe(t *testing.T) {
+	nstest.Need(t, "python3")
 	r := mustRun(t, `
 if ovpkg dedupe $O 2> $D/err; then echo "dedupe without a card worked"; exit 1; fi
 cat $D/err
