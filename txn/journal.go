@@ -87,9 +87,14 @@ func (c *Card) appendHistory(e Entry) error {
 	if err != nil {
 		return err
 	}
+	_, serr := os.Lstat(c.historyPath())
+	created := errors.Is(serr, fs.ErrNotExist)
 	f, err := os.OpenFile(c.historyPath(), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
+	}
+	if created {
+		defer syncDir(c.L.Top())
 	}
 	if _, err := f.Write(append(b, '\n')); err != nil {
 		f.Close()
