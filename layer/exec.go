@@ -20,6 +20,13 @@ type Options struct {
 	// the directories that hid lower contents. Without it the result is a
 	// plain tree with no overlay markers.
 	KeepWhiteouts bool
+	// Base, with KeepWhiteouts, is the directory the result will sit over
+	// (laid out like the layers). A whiteout is kept only where Base has
+	// an entry to hide: elsewhere it hides nothing, and in a directory
+	// the overlay does not merge (one the base lacks) the kernel would
+	// list it as a name that cannot be opened. Empty: keep every
+	// whiteout that may matter.
+	Base string
 	// Link hard-links non-directories from the layers instead of copying
 	// them (result on the same filesystem as the layers).
 	Link bool
@@ -52,7 +59,7 @@ type Stats struct {
 // must be missing or an empty directory. On error dst is left partly
 // written; the caller removes it (the layers are never modified).
 func Squash(dst string, layers []string, opt Options) (Stats, error) {
-	p := &planner{keepWhiteouts: opt.KeepWhiteouts}
+	p := &planner{keepWhiteouts: opt.KeepWhiteouts, base: opt.Base}
 	if err := p.plan(layers); err != nil {
 		return Stats{}, err
 	}

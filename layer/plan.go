@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,6 +34,7 @@ type op struct {
 type planner struct {
 	keepWhiteouts bool // result sits over a base: keep whiteouts/opaque flags
 	raw           bool // Copy: whiteouts are plain device nodes, nothing merged
+	base          string
 	roots         []string
 	ops           []op
 	firsts        map[inodeKey]int32 // hard-linked inodes seen: first op
@@ -41,6 +43,34 @@ type planner struct {
 }
 
 func (p *planner) src(o *op) string { return filepath.Join(p.roots[o.layer], o.rel) }
+
+// baseHas reports whether the base (if known) has an entry at rel, with
+// every parent a real directory (a symbolic link on the way is a
+// non-directory to overlayfs: nothing below it shows).
+func (p *planner) baseHas(rel string) bool {
+	if p.base == "" {
+		return true
+	}
+	return existsNoFollow(p.base, rel)
+}
+
+// existsNoFollow reports whether root/rel exists without following a
+// symbolic link in any component of rel.
+func existsNoFollow(root, rel string) bool {
+	cur := root
+	parts := strings.Split(filepath.Clean(rel), string(filepath.Separator))
+	for i, c := range parts {
+		cur = filepath.Join(cur, c)
+		st, err := lstat(cur)
+		if err != nil {
+			return false
+		}
+		if i < len(parts)-1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			return false
+		}
+	}
+	return true
+}
 
 func readNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
@@ -119,7 +149,7 @@ func (p *planner) dir(rel string, chain []uint16, reachesBase bool) error {
 		src := filepath.Join(p.roots[layer], crel)
 		switch {
 		case !p.raw && IsWhiteout(top):
-			if p.keepWhiteouts && reachesBase {
+			if p.keepWhiteouts && reachesBase && p.baseHas(crel) {
 				p.ops = append(p.ops, op{kind: opWhiteout, rel: crel, layer: layer, m: metaOf(top), link: -1})
 			}
 		case top.Mode&unix.S_IFMT != unix.S_IFDIR:

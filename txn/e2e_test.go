@@ -123,8 +123,17 @@ ovpkg rollback $O 2
 consistent
 t $R/etc/x X
 t $R/usr/bin/d D
+# a file added and removed by later transactions in a directory the base
+# lacks: after the squash no whiteout may remain there (the kernel would
+# list it as a name that cannot be opened)
+t $R/usr/share/fresh/f1 1
+t $R/usr/share/fresh/f2 2
+ovpkg __txn-test $O --exec "rm $R/usr/share/fresh/f1" rm-f1
+[ "$(ls $R/usr/share/fresh)" = f2 ]
 view > $D/before
 ovpkg commit $O
+[ "$(ls $R/usr/share/fresh)" = f2 ]
+[ ! -e $D/card/ovpkg/layers/$(cat $D/card/ovpkg/stack)/tree/usr/share/fresh/f1 ]
 [ "$(wc -w < $D/card/ovpkg/stack)" = 1 ]
 sq=$(cat $D/card/ovpkg/stack)
 consistent

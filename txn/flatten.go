@@ -232,6 +232,7 @@ func (c *Card) flattenCard(mnt string, trees []string, lo layer.Options) (layer.
 		return layer.Stats{}, err
 	}
 	lo.KeepWhiteouts = true
+	lo.Base = c.Rec.Root // on the namespace's thread: the base itself
 	st, err := layer.Squash(tree, trees, lo)
 	if err != nil {
 		return st, err

@@ -111,7 +111,15 @@ func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string
 	for _, l := range old {
 		trees = append(trees, c.L.Tree(l))
 	}
-	if _, err := layer.Squash(c.L.Tree(id), trees, layer.Options{KeepWhiteouts: true, Link: true}); err != nil {
+	// The base as it is under the card: whiteouts are kept only where it
+	// has something to hide (see layer.Options.Base).
+	ns, err := newPrivateNS(c.targets())
+	if err != nil {
+		return "", err
+	}
+	_, err = layer.Squash(c.L.Tree(id), trees, layer.Options{KeepWhiteouts: true, Link: true, Base: ns.Path(c.Rec.Root)})
+	ns.Close()
+	if err != nil {
 		return "", squashErr(err)
 	}
 	if err := c.L.EnsureDirs(id, c.Rec.Dirs); err != nil {
