@@ -356,3 +356,48 @@ func (r *resolver) lookup(rel string) (string, *unix.Stat_t) {
 	}
 	return "", nil
 }
+
+// PruneWhiteouts removes from upper the whiteouts that hide nothing: those
+// under an opaque directory of upper and those where the layers below
+// (topmost first, the base's own directory last) show no entry. Such
+// whiteouts are left behind when a layer below is dropped (rollback); in a
+// directory the overlay does not merge the kernel would list them as
+// names that cannot be opened. The overlay must not be mounted.
+func PruneWhiteouts(upper string, below []string) (int, error) {
+	res := &resolver{below: below}
+	n := 0
+	var walk func(rel string, cut bool) error
+	walk = func(rel string, cut bool) error {
+		names, err := readNames(filepath.Join(upper, rel))
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			crel := filepath.Join(rel, name)
+			p := filepath.Join(upper, crel)
+			st, err := lstat(p)
+			if err != nil {
+				return err
+			}
+			switch {
+			case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+				if err := walk(crel, cut || IsOpaque(p)); err != nil {
+					return err
+				}
+			case IsWhiteout(st):
+				if !cut {
+					if _, lst := res.lookup(crel); lst != nil {
+						continue
+					}
+				}
+				if err := unix.Unlink(p); err != nil {
+					return &os.PathError{Op: "unlink", Path: p, Err: err}
+				}
+				n++
+			}
+		}
+		return nil
+	}
+	err := walk("", false)
+	return n, err
+}

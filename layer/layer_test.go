@@ -505,3 +505,29 @@ umount $D/m2 $D/m1
 		t.Fatalf("empty merged view: %s", r)
 	}
 }
+
+func TestPruneWhiteouts(t *testing.T) {
+	needRoot(t)
+	dir := t.TempDir()
+	base := newTree(t, dir, "base").file("d/keep", "k", 0o644).file("top", "t", 0o644)
+	up := newTree(t, dir, "up")
+	up.whiteout("d/keep")   // hides a base file: stays
+	up.whiteout("top")      // hides a base file: stays
+	up.whiteout("d/ghost")  // nothing below: goes
+	up.whiteout("new/gone") // directory the base lacks: goes
+	up.opaque("d2")
+	up.whiteout("d2/x") // under an opaque directory: goes
+	n, err := PruneWhiteouts(up.root, []string{base.root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, _ := Snapshot(up.root)
+	if n != 3 || tr["d/keep"].Type != 'w' || tr["top"].Type != 'w' {
+		t.Errorf("removed %d; left %v", n, tr)
+	}
+	for _, gone := range []string{"d/ghost", "new/gone", "d2/x"} {
+		if _, ok := tr[gone]; ok {
+			t.Errorf("%s kept", gone)
+		}
+	}
+}

@@ -178,9 +178,13 @@ func (c *Card) checkBusy(tab mount.Table, up []overlay.Mount) error {
 }
 
 // restack replaces the live overlays by ones over layer ids (bottom to
-// top), all or nothing, and updates the mount record. With none of the
-// overlays mounted it only updates the record's layer fields.
-func (c *Card) restack(ids []string) (retErr error) {
+// top), all or nothing, and updates the mount record.
+func (c *Card) restack(ids []string) error { return c.restackWith(ids, nil) }
+
+// restackWith is restack that runs between (if set) while the overlays
+// are down: the layers may be changed then, and the base is visible at
+// the targets. An error from between mounts the previous overlays again.
+func (c *Card) restackWith(ids []string, between func() error) (retErr error) {
 	tab, err := mount.Self()
 	if err != nil {
 		return err
@@ -201,6 +205,14 @@ func (c *Card) restack(ids []string) (retErr error) {
 		return err
 	}
 	crash("restack-down")
+	if between != nil {
+		if err := between(); err != nil {
+			if rerr := overlay.Stack(up, overlay.StackOptions{}); rerr != nil {
+				return fmt.Errorf("%w; mounting the previous overlays again failed too: %v (run ovmount)", err, rerr)
+			}
+			return err
+		}
+	}
 	c.setLayers(ids, next)
 	if err := c.writeRecord(); err != nil {
 		*c.Rec = old

@@ -151,6 +151,17 @@ ovmount $O >/dev/null
 view > $D/again
 diff $D/before $D/again
 ovpkg history $O
+# a package's file removed by hand, then the package rolled back: the
+# whiteout left in the working layer hides nothing and is cleaned up
+t $R/usr/share/pkg/f1 1
+rm $R/usr/share/pkg/f1
+t $R/usr/bin/e E
+echo by-hand > $R/etc/by-hand
+ovpkg rollback $O 2
+[ -z "$(ls -A $R/usr/share/pkg)" ] || { ls -la $R/usr/share/pkg; exit 1; }
+[ -z "$(find $D/card/ovpkg/layers/*/tree/usr/share/pkg -type c)" ] || { echo "whiteout hiding nothing left"; exit 1; }
+[ -e $R/etc/by-hand ] && [ ! -e $R/usr/bin/e ]
+consistent
 # nothing left to roll back, clearly
 if ovpkg rollback $O 2> $D/err; then echo "rollback past the first layer worked"; exit 1; fi
 cat $D/err

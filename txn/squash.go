@@ -257,22 +257,42 @@ func (c *Card) Rollback(n int) ([]string, error) {
 		undo()
 		return nil, err
 	}
-	if len(c.live(tab)) > 0 {
-		if err := c.restack(keep); err != nil {
-			undo()
-			return nil, err
+	// The stack file is switched (the commit point) while the overlays are
+	// down; then whiteouts in the kept layers above the dropped ones that
+	// hide nothing any more are removed (only a cosmetic loss if that is
+	// interrupted: the kernel would list them as names that cannot be
+	// opened).
+	committed := false
+	switchStack := func() error {
+		if err := c.L.WriteStack(keep); err != nil {
+			return err
 		}
-	} else if len(c.Rec.Overlays) > 0 {
-		ms, err := c.mountsFor(keep)
-		if err != nil {
-			undo()
-			return nil, err
+		committed = true
+		if err := c.pruneWhiteouts(stack, keep, drop); err != nil {
+			c.say("warning: %v", err)
 		}
-		c.setLayers(keep, ms)
-		c.writeRecord()
+		return nil
 	}
-	if err := c.L.WriteStack(keep); err != nil {
-		return nil, err // Recover restacks onto the old stack
+	if len(c.live(tab)) > 0 {
+		if err := c.restackWith(keep, switchStack); err != nil {
+			if !committed {
+				undo()
+			}
+			return nil, err
+		}
+	} else {
+		if len(c.Rec.Overlays) > 0 {
+			ms, err := c.mountsFor(keep)
+			if err != nil {
+				undo()
+				return nil, err
+			}
+			c.setLayers(keep, ms)
+			c.writeRecord()
+		}
+		if err := switchStack(); err != nil {
+			return nil, err // Recover restacks onto the old stack
+		}
 	}
 	c.appendHistory(Entry{Event: "rollback", Time: time.Now().UTC(), Command: "rollback", Layers: drop})
 	for _, l := range drop {
@@ -281,4 +301,45 @@ func (c *Card) Rollback(n int) ([]string, error) {
 		}
 	}
 	return dropTx, c.removeJournal()
+}
+
+// pruneWhiteouts removes, from the layers of keep that sat above the
+// lowest dropped layer, the whiteouts that hide nothing once drop is gone
+// (layer.PruneWhiteouts). The overlays must be down (the base is then
+// visible at the targets) and keep already the committed stack.
+func (c *Card) pruneWhiteouts(stack, keep, drop []string) error {
+	lowest := len(stack)
+	for i, id := range stack {
+		if slices.Contains(drop, id) {
+			lowest = i
+			break
+		}
+	}
+	for ki, id := range keep {
+		if slices.Index(stack, id) < lowest {
+			continue
+		}
+		for _, d := range c.Rec.Dirs {
+			upper := c.L.Upper(id, d)
+			if _, err := os.Stat(upper); err != nil {
+				continue
+			}
+			var below []string
+			for j := ki - 1; j >= 0; j-- {
+				if p := c.L.Upper(keep[j], d); isDir(p) {
+					below = append(below, p)
+				}
+			}
+			below = append(below, filepath.Join(c.Rec.Root, d))
+			if _, err := layer.PruneWhiteouts(upper, below); err != nil {
+				return fmt.Errorf("cleaning layer %s: %w", id, err)
+			}
+		}
+	}
+	return nil
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
