@@ -226,6 +226,22 @@ for s in squash-copy squash-stack squash-cleanup; do
 	view > $D/v1
 	diff $D/v0 $D/v1
 done
+# rollback interrupted before and after its commit point
+t $R/etc/rb1 X
+view > $D/v0
+if OVPKG_TEST_CRASH_AT=restack-down ovpkg rollback $O; then echo "crash point not reached"; exit 1; fi
+ovmount $O >/dev/null
+ovpkg history $O | tee $D/msg
+grep -q "nothing was rolled back" $D/msg
+consistent
+view > $D/v1
+diff $D/v0 $D/v1
+if OVPKG_TEST_CRASH_AT=rollback-switched ovpkg rollback $O; then echo "crash point not reached"; exit 1; fi
+ovmount $O >/dev/null
+ovpkg history $O | tee $D/msg
+grep -q "was interrupted after it took effect" $D/msg
+consistent
+[ ! -e $R/etc/rb1 ]
 # flatten interrupted: no image left, source untouched
 view > $D/v0
 if OVPKG_TEST_CRASH_AT=flatten-copy ovpkg flatten $O --to $D/new.img; then echo "flatten crash not reached"; exit 1; fi

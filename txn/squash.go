@@ -268,6 +268,7 @@ func (c *Card) Rollback(n int) ([]string, error) {
 			return err
 		}
 		committed = true
+		crash("rollback-switched")
 		if err := c.pruneWhiteouts(stack, keep, drop); err != nil {
 			c.say("warning: %v", err)
 		}
