@@ -10,7 +10,7 @@ TOOLS     := mkoverlay ovmount uovmount eject
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
-             unshare:util-linux dpkg-deb:dpkg rsync:rsync hyperfine:hyperfine
+             unshare:util-linux dpkg-deb:dpkg rsync:rsync hyperfine:hyperfine fuser:psmisc time:time
 
 .PHONY: all build demo test test-deps vet bench install cross man clean
 
@@ -37,8 +37,12 @@ test-deps:
 	  else echo "not root: install$$missing by hand"; fi; \
 	fi
 
+# vet also on the 32-bit and big-endian targets the suite ships for
+# (Stat_t fields are uint32 there), so the cross builds never break.
 vet:
 	$(GO) vet ./...
+	GOARCH=mips GOMIPS=softfloat $(GO) vet ./...
+	GOARCH=arm GOARM=5 $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt needed"; exit 1; }
 
 test: test-deps vet build
@@ -57,7 +61,12 @@ man:
 install: build man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 bin/ovpkg $(DESTDIR)$(PREFIX)/sbin/ovpkg
-	@for t in $(TOOLS); do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
+	@for t in mkoverlay ovmount uovmount; do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
+	@# eject only where the system has no eject of its own (`ovpkg eject` always works).
+	@other=$$(command -v eject 2>/dev/null || true); \
+	if [ -z "$$other" ] || [ "$$(readlink -f $$other)" = "$$(readlink -f $(DESTDIR)$(PREFIX)/sbin/ovpkg)" ]; then \
+	  ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/eject; \
+	else echo "not linking eject: $$other exists (use ovpkg eject)"; fi
 	@if ls man/*.8 >/dev/null 2>&1; then install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
 
 # Static, stripped builds for the devices this targets; each dist/linux-<arch>

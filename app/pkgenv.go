@@ -118,14 +118,18 @@ func openPkgEnv(c *cli.Context, change bool) (*pkgEnv, error) {
 		if err != nil {
 			return nil, err
 		}
-		e.rec, err = mountset.Up(e.opt)
-		if err != nil {
-			e.close()
-			return nil, err
-		}
-		e.mounted = !e.rec.AlreadyMounted
-		if e.rec.State != "" && e.rec.State != mountset.StateMounted && !e.rec.AlreadyMounted {
-			// Up stacked them; fine.
+		// A card that is fully mounted is used as it is, silently; anything
+		// else (not mounted, card only, half stacked) goes through Up, which
+		// says what it does.
+		if cur, cerr := mountset.Current(e.opt); cerr == nil && cur.State == mountset.StateMounted {
+			e.rec = cur
+		} else {
+			e.rec, err = mountset.Up(e.opt)
+			if err != nil {
+				e.close()
+				return nil, err
+			}
+			e.mounted = !e.rec.AlreadyMounted
 		}
 		pkgmgr.RemoveStalePolicy(e.root)
 		return e, nil

@@ -55,7 +55,26 @@ echo "hello from the card ($(date -u +%FT%TZ))" >"$F"
 step cat "$F"
 step ls -l "$D/overlay/ovpkg/layers/0001/tree$F"
 
-# --- the pkg helper extends the demo here: ovpkg install <package> ---
+say "build a small package with dpkg-deb and install it onto the card"
+P=$D/pkg
+mkdir -p "$P/DEBIAN" "$P/usr/bin"
+cat >"$P/DEBIAN/control" <<CTRL
+Package: ovpkg-demo
+Version: 1.0
+Architecture: all
+Maintainer: ovpkg demo <demo@ovpkg.invalid>
+Installed-Size: 1
+Description: ovpkg demo program
+ Prints where it runs from.
+CTRL
+printf '#!/bin/sh\necho "ovpkg-demo: running from $0, installed on the card"\n' >"$P/usr/bin/ovpkg-demo"
+chmod 0755 "$P/usr/bin/ovpkg-demo"
+dpkg-deb --root-owner-group -Zgzip --build "$P" "$D/ovpkg-demo_1.0_all.deb" >/dev/null
+base_status=$(sha256sum </var/lib/dpkg/status)   # the base's, seen through the overlay before any change
+step ovpkg install -y "$D/ovpkg-demo_1.0_all.deb"
+step ovpkg-demo
+step ovpkg list
+step ls -l "$D/overlay/ovpkg/layers/0001/tree/usr/bin/ovpkg-demo"
 
 step eject
 if [ -e "$F" ]; then
@@ -63,12 +82,21 @@ if [ -e "$F" ]; then
 	exit 1
 fi
 say "after eject, $F is gone: the base /usr/local was never changed"
+hash -r
+if [ -e /usr/bin/ovpkg-demo ] || dpkg-query -W ovpkg-demo >/dev/null 2>&1; then
+	echo "demo: FAILED: the package is still visible after eject" >&2
+	exit 1
+fi
+[ "$(sha256sum </var/lib/dpkg/status)" = "$base_status" ] || { echo "demo: FAILED: base dpkg status changed" >&2; exit 1; }
+say "the package is gone too, and the base's /var/lib/dpkg/status is byte-for-byte what it was"
 step losetup -j "$D/card.img"
 say "(no loop device left)"
 
 step ovmount
 say "mounted again: the file is back from the card"
 step cat "$F"
+step ovpkg-demo
+step ovpkg remove -y ovpkg-demo
 step rm "$F"
 step eject
 say "demo done; scratch directory removed"
