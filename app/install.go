@@ -52,6 +52,10 @@ func plannedChange(c *cli.Context, op pkgmgr.Op, args []string) (retErr error) {
 			return usagef("%s: %q: options go before the package names", op, a)
 		}
 	}
+	args, err := resolveArgs(args)
+	if err != nil {
+		return err
+	}
 	e, err := openPkgEnv(c, true)
 	if err != nil {
 		return err
@@ -125,7 +129,7 @@ func plannedChange(c *cli.Context, op pkgmgr.Op, args []string) (retErr error) {
 	if op == pkgmgr.OpUpgrade {
 		what = "upgrading " + strings.Join(append([]string{}, args...), " ")
 	}
-	res, err := e.runPM(argv, strings.TrimSpace(what))
+	res, err := e.change(string(op), args, argv, strings.TrimSpace(what))
 	cleanup()
 	if res != nil && res.Err() == nil {
 		e.writeSnapshot(d)

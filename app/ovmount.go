@@ -2,11 +2,13 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/ovpkg/ovpkg/mountset"
+	"github.com/ovpkg/ovpkg/txn"
 )
 
 var (
@@ -65,9 +67,16 @@ func ovmountAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("ovmount takes no arguments (got %q); the image comes from the config", c.Args().First())
 	}
-	rec, err := mountset.Up(mountsetOptions(c))
+	opt := mountsetOptions(c)
+	rec, err := mountset.Up(opt)
 	if err != nil {
 		return err
+	}
+	// Finish or undo what an interrupted transaction left, and report base
+	// files that changed under the card. The card is mounted either way,
+	// so a problem here is a warning, not a failure of ovmount.
+	if err := txn.AfterMount(opt, c.App.ErrWriter); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "ovmount: warning: %v\n", err)
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rec)

@@ -20,10 +20,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/busy"
+	"github.com/ovpkg/ovpkg/internal/selfexec"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
 	"github.com/ovpkg/ovpkg/overlay"
 	"github.com/ovpkg/ovpkg/pkgmgr"
+	"github.com/ovpkg/ovpkg/txn"
 )
 
 // Flags of the package verbs.
@@ -114,6 +116,12 @@ func openPkgEnv(c *cli.Context, change bool) (*pkgEnv, error) {
 	}
 	e.m = m
 	if change {
+		// Leave the overlays first (re-executing from memory when this
+		// binary lives on one, and moving to /): the transaction restacks
+		// them, which anything of ours still on them would block.
+		if err := txn.LeaveMounts(e.opt); err != nil {
+			return nil, err
+		}
 		e.unlock, err = mountset.Lock(e.opt)
 		if err != nil {
 			return nil, err
@@ -368,6 +376,63 @@ func (e *pkgEnv) holders() []busy.Holder {
 	}
 	h, _ := busy.ScanExcept("/proc", devs, []int{os.Getpid()})
 	return h
+}
+
+// resolveArgs makes local package file arguments absolute against the
+// directory ovpkg was started in (selfexec.Cwd: after a re-exec from
+// memory the working directory is /).
+func resolveArgs(args []string) ([]string, error) {
+	wd, err := selfexec.Cwd()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = a
+		if pkgmgr.IsFileArg(a) && !filepath.IsAbs(a) {
+			out[i] = filepath.Join(wd, a)
+		}
+	}
+	return out, nil
+}
+
+// change runs the package manager as a transaction (txn.Run): its writes
+// go into a new layer on the card, kept only when it succeeds. On failure
+// the layer is dropped and the card is exactly as before; the error says
+// so. When the overlays are busy txn runs it in the current top layer
+// (it says so), and runPM's explanation of the database state applies.
+func (e *pkgEnv) change(command string, pkgs []string, argv []string, what string) (*pkgmgr.RunResult, error) {
+	var res *pkgmgr.RunResult
+	err := txn.Run(e.opt, command, pkgs, func() error {
+		var perr error
+		res, perr = e.runPM(argv, what)
+		if perr != nil && res != nil {
+			// The layer is about to be dropped: the long explanation
+			// (half-done packages, what to run next) no longer applies.
+			return pmFailure(res, what, argv[0])
+		}
+		return perr
+	})
+	if cur, cerr := mountset.Current(e.opt); cerr == nil {
+		e.rec = cur
+	}
+	var undone *txn.UndoneError
+	if errors.As(err, &undone) && res != nil && res.NoSpace {
+		err = fmt.Errorf("%w; `ovpkg eject` still works", err)
+	}
+	return res, err
+}
+
+// pmFailure is the short form of a failed run, for a transaction that
+// is undone.
+func pmFailure(res *pkgmgr.RunResult, what, prog string) error {
+	switch {
+	case res.Interrupted != nil:
+		return fmt.Errorf("%s interrupted (%v): %s was stopped: %w", what, res.Interrupted, prog, res.Err())
+	case res.NoSpace:
+		return fmt.Errorf("the card filled up while %s (No space left on device): %w", what, res.Err())
+	}
+	return fmt.Errorf("%s failed (%s exit status %d): %w", what, prog, res.Code, res.Err())
 }
 
 // runPM runs argv with the safety net and explains failures.

@@ -90,7 +90,7 @@ func removeAction(c *cli.Context) (retErr error) {
 		}
 	}
 	changed = true
-	res, err := e.runPM(argv, "removing "+strings.Join(args, " "))
+	res, err := e.change("remove", args, argv, "removing "+strings.Join(args, " "))
 	if res != nil && res.Err() == nil {
 		e.writeSnapshot(d)
 	}

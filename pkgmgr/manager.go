@@ -205,9 +205,13 @@ func exists(p string) bool {
 	return err == nil
 }
 
-func isFileArg(a string) bool {
+// IsFileArg says whether an install argument names a local package file
+// rather than a package: it has a slash or a .deb/.ipk ending.
+func IsFileArg(a string) bool {
 	return strings.Contains(a, "/") || strings.HasSuffix(a, ".deb") || strings.HasSuffix(a, ".ipk")
 }
+
+func isFileArg(a string) bool { return IsFileArg(a) }
 
 // checkNames refuses arguments that would be read as options.
 func checkNames(args []string) error {

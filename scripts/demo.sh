@@ -74,7 +74,9 @@ base_status=$(sha256sum </var/lib/dpkg/status)   # the base's, seen through the 
 step ovpkg install -y "$D/ovpkg-demo_1.0_all.deb"
 step ovpkg-demo
 step ovpkg list
-step ls -l "$D/overlay/ovpkg/layers/0001/tree/usr/bin/ovpkg-demo"
+say "the install was a transaction: its files sit in a layer of their own on the card"
+step find "$D/overlay/ovpkg/layers" -path '*/usr/bin/ovpkg-demo'
+step ovpkg history
 
 step eject
 if [ -e "$F" ]; then
@@ -96,7 +98,11 @@ step ovmount
 say "mounted again: the file is back from the card"
 step cat "$F"
 step ovpkg-demo
-step ovpkg remove -y ovpkg-demo
+say "roll the install back, live: its layer is dropped"
+step ovpkg rollback
+hash -r
+if command -v ovpkg-demo >/dev/null; then echo "demo: FAILED: ovpkg-demo still there after rollback" >&2; exit 1; fi
+say "ovpkg-demo is gone; the /usr/local file (written outside any transaction) stays"
 step rm "$F"
 step eject
 say "demo done; scratch directory removed"

@@ -196,8 +196,9 @@ if [ %[3]d = 1 ]; then
 	# pulled card: everything goes, then ovmount
 	ovpkg eject $O >/dev/null 2>&1 || { grep overlay /proc/self/mountinfo >&2; exit 1; }
 fi
-ovmount $O >/dev/null
-ovpkg history $O > $D/msg 2>&1
+# ovmount recovers (and says so); history shows the result
+ovmount $O > $D/msg 2>&1
+ovpkg history $O >> $D/msg 2>&1
 cat $D/msg
 consistent
 if [ %[4]v = true ]; then
@@ -230,15 +231,17 @@ done
 t $R/etc/rb1 X
 view > $D/v0
 if OVPKG_TEST_CRASH_AT=restack-down ovpkg rollback $O; then echo "crash point not reached"; exit 1; fi
-ovmount $O >/dev/null
-ovpkg history $O | tee $D/msg
+ovmount $O > $D/msg 2>&1
+ovpkg history $O | tee -a $D/msg
+cat $D/msg
 grep -q "nothing was rolled back" $D/msg
 consistent
 view > $D/v1
 diff $D/v0 $D/v1
 if OVPKG_TEST_CRASH_AT=rollback-switched ovpkg rollback $O; then echo "crash point not reached"; exit 1; fi
-ovmount $O >/dev/null
-ovpkg history $O | tee $D/msg
+ovmount $O > $D/msg 2>&1
+ovpkg history $O | tee -a $D/msg
+cat $D/msg
 grep -q "was interrupted after it took effect" $D/msg
 consistent
 [ ! -e $R/etc/rb1 ]

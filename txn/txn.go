@@ -287,11 +287,23 @@ func (c *Card) Do(command string, pkgs []string, fn func() error) error {
 		if aerr := t.Abort(); aerr != nil {
 			return fmt.Errorf("%w; %v", ferr, aerr)
 		}
-		c.say("ovpkg: transaction %s (%s) undone; the card is as before it", t.j.ID, t.j.Command)
-		return ferr
+		return &UndoneError{ID: t.j.ID, Command: t.j.Command, Err: ferr}
 	}
 	return t.Commit()
 }
+
+// UndoneError is what Do returns when fn failed and its layer was dropped:
+// the card is exactly as it was before the transaction.
+type UndoneError struct {
+	ID, Command string
+	Err         error
+}
+
+func (e *UndoneError) Error() string {
+	return fmt.Sprintf("%v; transaction %s (%s) undone: the card is as it was before", e.Err, e.ID, e.Command)
+}
+
+func (e *UndoneError) Unwrap() error { return e.Err }
 
 // Recover finishes or undoes what an interrupted command left: live
 // overlays not on the committed stack are restacked onto it, layer

@@ -58,16 +58,36 @@ func FromMemory(marker string, devs []uint64, force bool) error {
 		return err
 	}
 	defer mem.Close()
+	env := append(os.Environ(), marker+"=1")
+	if os.Getenv(CwdEnv) == "" {
+		if wd, err := os.Getwd(); err == nil {
+			env = append(env, CwdEnv+"="+wd)
+		}
+	}
 	if err := unix.Chdir("/"); err != nil {
 		return fmt.Errorf("selfexec: chdir /: %w", err)
 	}
-	env := append(os.Environ(), marker+"=1")
 	// The memfd is close-on-exec: the kernel opens the new executable
 	// through the path before it closes such descriptors, so exec works
 	// for an ELF binary and the descriptor does not leak into the child.
 	path := "/proc/self/fd/" + strconv.Itoa(int(mem.Fd()))
 	err = unix.Exec(path, os.Args, env)
 	return fmt.Errorf("selfexec: exec %s (memfd copy of %s): %w", path, exeName(), err)
+}
+
+// CwdEnv carries the directory the program was started in across the
+// re-exec: FromMemory moves to / first (a working directory on an overlay
+// pins it), so relative arguments must be resolved against Cwd().
+const CwdEnv = "OVPKG_START_CWD"
+
+// Cwd returns the directory the program was started in: the working
+// directory, or after FromMemory re-executed it, the one before the move
+// to /.
+func Cwd() (string, error) {
+	if d := os.Getenv(CwdEnv); d != "" {
+		return d, nil
+	}
+	return os.Getwd()
 }
 
 // Copy returns a close-on-exec memfd holding a copy of
