@@ -91,6 +91,13 @@ func newApp(name string, stdout, stderr io.Writer) *cli.App {
 			Name:     "ovpkg",
 			Usage:    "install packages onto an overlay card image",
 			Commands: ovpkgCommands(),
+			// Reached only when the first argument is no command.
+			Action: func(c *cli.Context) error {
+				if c.NArg() > 0 {
+					return usagef("unknown command %q", c.Args().First())
+				}
+				return cli.ShowAppHelp(c)
+			},
 		}
 	}
 	a.Version = Version

@@ -219,7 +219,7 @@ func checkTarget(abs string, force bool) error {
 	case err != nil:
 		return &Error{Path: abs, Msg: "cannot check the target", Err: err}
 	case st.IsDir():
-		return &Error{Path: abs, Msg: "is a directory (name the image file, e.g. " + filepath.Join(abs, "card.img") + ")", Err: syscall.EISDIR}
+		return &Error{Path: abs, Msg: "is a directory (name the image file, e.g. " + filepath.Join(abs, "card.img") + ")", Err: syscall.EISDIR, quiet: true}
 	case st.Mode()&os.ModeSymlink != 0:
 		return &Error{Path: abs, Msg: "is a symbolic link; name the real file"}
 	case !st.Mode().IsRegular():

@@ -70,7 +70,7 @@ func Inspect(path string) (*Info, error) {
 		return nil, &Error{Path: abs, Msg: "cannot stat", Err: err}
 	}
 	if st.IsDir() {
-		return nil, &Error{Path: abs, Msg: "is a directory, not an image file", Err: syscall.EISDIR}
+		return nil, &Error{Path: abs, Msg: "is a directory, not an image file", Err: syscall.EISDIR, quiet: true}
 	}
 	if !st.Mode().IsRegular() && st.Mode()&os.ModeDevice == 0 {
 		return nil, &Error{Path: abs, Msg: "is neither a regular file nor a block device"}
