@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ovpkg/ovpkg/internal/atomicfile"
 )
 
 // TopDir is the one directory ovpkg owns on a card.
@@ -360,46 +362,12 @@ func mkdirs(paths ...string) error {
 	return nil
 }
 
-// writeAtomic writes data to p through a temporary file, fsync, rename and
-// a directory fsync.
-func writeAtomic(p, data string) (retErr error) {
-	dir := filepath.Dir(p)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return &Error{Path: p, Msg: "cannot write: " + err.Error(), Err: err}
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.WriteString(data); err != nil {
-		return &Error{Path: p, Msg: "cannot write: " + err.Error(), Err: err}
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return &Error{Path: p, Err: err}
-	}
-	if err := tmp.Sync(); err != nil {
-		return &Error{Path: p, Msg: "cannot flush: " + err.Error(), Err: err}
-	}
-	if err := tmp.Close(); err != nil {
-		return &Error{Path: p, Err: err}
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return &Error{Path: p, Err: err}
-	}
-	return syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return &Error{Path: dir, Err: err}
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return &Error{Path: dir, Msg: "cannot flush directory: " + err.Error(), Err: err}
+// writeAtomic replaces p with data (internal/atomicfile), as a card.Error.
+func writeAtomic(p, data string) error {
+	if err := atomicfile.Write(p, []byte(data), 0o644); err != nil {
+		return &Error{Path: p, Msg: err.Error(), Err: err}
 	}
 	return nil
 }
+
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

@@ -7,9 +7,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ovpkg/ovpkg/internal/atomicfile"
 )
 
 // DefaultPath is where the seed tools keep their configuration.
@@ -265,8 +266,7 @@ func (f *File) Bytes() []byte {
 // rename over the old one, fsync of the directory. The mode of an existing
 // file is kept; a new one gets 0644. A symlink at Path is refused rather
 // than replaced.
-func (f *File) Save() (retErr error) {
-	dir := filepath.Dir(f.Path)
+func (f *File) Save() error {
 	mode := os.FileMode(0o644)
 	if st, err := os.Lstat(f.Path); err == nil {
 		if st.Mode()&os.ModeSymlink != 0 {
@@ -277,34 +277,8 @@ func (f *File) Save() (retErr error) {
 		}
 		mode = st.Mode().Perm()
 	}
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.Path)+".tmp*")
-	if err != nil {
+	if err := atomicfile.Write(f.Path, f.Bytes(), mode); err != nil {
 		return &Error{Path: f.Path, Msg: "cannot write (check the directory exists and is writable)", Err: err}
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(f.Bytes()); err != nil {
-		return &Error{Path: f.Path, Msg: "cannot write", Err: err}
-	}
-	if err := tmp.Chmod(mode); err != nil {
-		return &Error{Path: f.Path, Msg: "cannot set mode", Err: err}
-	}
-	if err := tmp.Sync(); err != nil {
-		return &Error{Path: f.Path, Msg: "cannot flush", Err: err}
-	}
-	if err := tmp.Close(); err != nil {
-		return &Error{Path: f.Path, Msg: "cannot write", Err: err}
-	}
-	if err := os.Rename(tmp.Name(), f.Path); err != nil {
-		return &Error{Path: f.Path, Msg: "cannot replace", Err: err}
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
 	}
 	return nil
 }
