@@ -31,6 +31,9 @@ Exit status: 0 ok, 1 failure (no card mounted), 2 usage.`,
 type historyJSON struct {
 	Stack        []string       `json:"stack"`
 	Transactions []txn.TxnState `json:"transactions"`
+	// Lingering are old overlays detached by a restack while processes
+	// held them (they keep the card busy until those exit).
+	Lingering []mountset.Lingering `json:"lingering,omitempty"`
 }
 
 func historyAction(c *cli.Context) error {
@@ -59,11 +62,12 @@ func historyAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	lingering, _ := e.card.Lingering()
 	if c.Bool("json") {
 		if ts == nil {
 			ts = []txn.TxnState{}
 		}
-		return printJSON(c.App.Writer, historyJSON{Stack: stack, Transactions: ts})
+		return printJSON(c.App.Writer, historyJSON{Stack: stack, Transactions: ts, Lingering: lingering})
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "ID\tTIME\tCOMMAND\tPACKAGES\tBYTES\tSTATE")
@@ -80,5 +84,8 @@ func historyAction(c *cli.Context) error {
 	}
 	w.Flush()
 	fmt.Fprintf(c.App.Writer, "layers (bottom to top): %s\n", strings.Join(stack, " "))
+	for _, l := range lingering {
+		fmt.Fprintf(c.App.Writer, "lingering:  %s (layers %s; eject waits for it)\n", l, strings.Join(l.Layers, " "))
+	}
 	return nil
 }

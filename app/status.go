@@ -7,6 +7,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ovpkg/ovpkg/config"
+	"github.com/ovpkg/ovpkg/mount"
+	"github.com/ovpkg/ovpkg/mountset"
 	"github.com/ovpkg/ovpkg/pkgmgr"
 )
 
@@ -43,6 +45,9 @@ type statusReport struct {
 	Broken         []string      `json:"broken,omitempty"`
 	BaseChanged    *bool         `json:"base_changed,omitempty"` // nil: unknown (ovpkg never wrote this card)
 	Drift          []string      `json:"drift,omitempty"`
+	// Lingering are old overlays a restack detached while processes held
+	// them; they keep the card busy (eject refuses) until those exit.
+	Lingering []mountset.Lingering `json:"lingering,omitempty"`
 }
 
 func statusAction(c *cli.Context) error {
@@ -71,6 +76,9 @@ func statusAction(c *cli.Context) error {
 		}
 		for _, o := range e.rec.Overlays {
 			r.Mounts = append(r.Mounts, statusMount{Target: o.Target, Upper: o.Upper})
+		}
+		if tab, err := mount.Self(); err == nil {
+			r.Lingering, _, _ = mountset.CheckDetached("", tab, e.rec)
 		}
 		for _, x := range pkgmgr.Classify(d.merged, d.base, d.cardHasCopy, d.snapshot) {
 			switch x.Where {
@@ -103,6 +111,9 @@ func statusAction(c *cli.Context) error {
 		fmt.Fprintf(w, "space:      %s used, %s free of %s\n", pkgmgr.HumanSize(r.UsedBytes), pkgmgr.HumanSize(r.FreeBytes), pkgmgr.HumanSize(r.SizeBytes))
 		for _, m := range r.Mounts {
 			fmt.Fprintf(w, "overlay:    %s (upper %s)\n", m.Target, m.Upper)
+		}
+		for _, l := range r.Lingering {
+			fmt.Fprintf(w, "lingering:  %s (eject waits for it)\n", l)
 		}
 	}
 	fmt.Fprintf(w, "packages:   %d on the card, %d in the base (%s)\n", r.CardPackages, r.BasePackages, r.PackageManager)

@@ -14,7 +14,11 @@
 //
 // Eject refuses (naming PID, command and path) while any process holds a
 // file, working directory, root or mapping on an overlay or on the card;
-// it never unmounts lazily. When the ovpkg binary itself lives under an
+// it never unmounts lazily. Old overlays that a transaction's restack
+// (package txn) detached while processes held them are listed in the
+// record (Record.Detached, with their device and unique mount ID) until
+// nobody holds them (PruneDetached); eject refuses while any is held,
+// uovmount names them. When the ovpkg binary itself lives under an
 // overlaid directory it first re-executes from a memfd copy
 // (internal/selfexec) so that it does not pin what it removes.
 //

@@ -195,6 +195,13 @@ func Down(opt Options) (*Record, error) {
 		removeRecord(e.runDir)
 		return nil, ErrNotMounted
 	}
+	still, err := pruneLocked(opt, e.runDir, tab, rec)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range still {
+		printf(opt, "%s\n", l)
+	}
 	if len(up) == 0 {
 		printf(opt, "no overlays are mounted; the card stays on %s\n", rec.CardMount)
 		return rec, nil
@@ -217,7 +224,8 @@ func Down(opt Options) (*Record, error) {
 // device is gone and only then says the card is safe to remove. While any
 // process (other than this one) holds a file, directory, root or mapping
 // on an overlay or on the card, it refuses, naming each one, and leaves
-// everything mounted. It never unmounts lazily.
+// everything mounted; so it does while an old overlay that a restack
+// detached is still held (Record.Detached). It never unmounts lazily.
 func Eject(opt Options) (*Record, error) {
 	e, rec, tab, err := preflight(opt)
 	if err != nil {
@@ -244,6 +252,16 @@ func Eject(opt Options) (*Record, error) {
 	if rec.State == StateGone {
 		removeRecord(e.runDir)
 		return nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
+	}
+	// Old overlays a restack detached while they were held keep the card's
+	// filesystem (and its loop device) alive out of sight of the probe
+	// below: refuse while any is held, naming the holders.
+	still, err := pruneLocked(opt, e.runDir, tab, rec)
+	if err != nil {
+		return nil, err
+	}
+	if len(still) > 0 {
+		return nil, lingeringError(still)
 	}
 	ts := targets(&Record{Overlays: up})
 	if c := tab.Lookup(rec.CardMount); c != nil && c.Source == rec.Loop {

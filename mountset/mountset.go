@@ -94,6 +94,11 @@ type Record struct {
 	MountedAt time.Time       `json:"mounted_at"`
 	PID       int             `json:"pid"` // the ovmount that mounted it
 
+	// Detached are old overlays a restack detached (umount2 MNT_DETACH)
+	// while processes held them; they keep the card busy until those
+	// exit. Pruned whenever the record is read under the lock.
+	Detached []DetachedOverlay `json:"detached,omitempty"`
+
 	// State is computed from the live mount table when the record is
 	// read, never stored: "mounted" (card and every overlay), "card-only"
 	// (after uovmount), "partial" (some overlays missing), "gone".

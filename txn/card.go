@@ -198,6 +198,10 @@ func (c *Card) restackWith(ids []string, between func() error) (retErr error) {
 		return fmt.Errorf("%w (run ovmount first)", ErrNotMounted)
 	}
 	if err := c.checkBusy(tab, up); err != nil {
+		var be *mountset.BusyError
+		if errors.As(err, &be) {
+			return c.restackDetached(tab, up, next, ids, between, be)
+		}
 		return err
 	}
 	old := *c.Rec

@@ -28,11 +28,18 @@
 // before it".
 //
 // Restacking unmounts and remounts the overlays (overlayfs cannot change
-// its layers in place), so it needs that no other process holds a file on
-// them. When one does, Begin fails with a *mountset.BusyError and Run falls
-// back to running the change in the current top layer (said plainly; such
-// a change cannot be rolled back on its own). The running ovpkg itself is
-// re-executed from memory first when its binary lives on an overlay.
+// its layers in place). When other processes hold files on them, each old
+// overlay is detached (umount2 MNT_DETACH) and the new one mounted in its
+// place at once (detach.go): the holders keep the old overlay until they
+// exit, new lookups see the new stack, and the record lists the old one
+// (mountset.Record.Detached) until nobody holds it. A layer that is the
+// upper of such a lingering overlay never becomes the upper of a new
+// mount (the new top is always a fresh layer) and is not deleted while it
+// lingers. Only when that cannot be arranged (or this ovpkg's own binary
+// pins an overlay) does Begin fail with mountset.ErrBusy and Run fall back
+// to running the change in the current top layer (said plainly). The
+// running ovpkg itself is re-executed from memory first when its binary
+// lives on an overlay.
 //
 // Crash points for tests: OVPKG_TEST_CRASH_AT=<step> makes the process
 // SIGKILL itself at that step (see CrashPoints).

@@ -436,50 +436,153 @@ checkClean
 	want(t, r, "CLEAN")
 }
 
-// A process started from the card holds the overlays: a transaction
-// cannot get its own layer, says so naming the process, and still runs
-// (in the top layer); rollback and commit refuse, naming it, and change
-// nothing; once it is gone everything works again.
+// Processes started from the card hold the overlays: a transaction still
+// gets its own layer (the held overlays are detached and the new stack is
+// mounted in their place), says so naming the processes; a failed one is
+// undone; rollback works; no upper of a held (lingering) overlay becomes
+// the upper of a new mount; eject refuses naming them until they exit and
+// then leaves nothing behind; ovmount again shows the same state.
 func TestE2EBusyOverlays(t *testing.T) {
 	r := mustRun(t, `
+# status wants a package manager in the root
+printf '#!/bin/sh\nexit 0\n' > $R/usr/bin/dpkg; chmod +x $R/usr/bin/dpkg
 ovmount $O >/dev/null
 t $R/usr/bin/a A
 cp /bin/sleep $R/usr/bin/sleepy
-$R/usr/bin/sleepy 300 &
-pid=$!
-sleep 0.2
-s0=$(stack)
-t $R/usr/bin/b B 2> $D/err
-cat $D/err
-grep -q "cannot give this test-install its own layer" $D/err
-grep -q "$pid" $D/err
-[ "$(stack)" = "$s0" ] && [ -e $R/usr/bin/b ]
-ovpkg history $O | grep -q "no own layer"
-if ovpkg rollback $O 2> $D/err; then echo "rollback while busy worked"; exit 1; fi
-cat $D/err; grep -q "$pid" $D/err
-if ovpkg commit $O 2> $D/err; then echo "commit while busy worked"; exit 1; fi
-cat $D/err; grep -q "$pid" $D/err
-[ "$(stack)" = "$s0" ]
-consistent
-kill $pid; wait $pid 2>/dev/null || true
-ovpkg rollback $O
-# a's transaction is gone; b (made in the working layer while busy) and
-# sleepy (copied outside ovpkg) stay
-[ ! -e $R/usr/bin/a ] && [ -e $R/usr/bin/b ] && [ -e $R/usr/bin/sleepy ]
-consistent
+`+heldHelpers+`
+hold; p1=${pids# }
+t $R/usr/bin/b B > $D/out 2>&1 || { cat $D/out; exit 1; }
+cat $D/out
+grep -q "old overlay of $R/usr stays in use by PID $p1 (sleepy) until it exits" $D/out
+! grep -q "cannot give" $D/out
+[ "$(cat $R/usr/bin/b)" = B ] && [ "$(cat $R/usr/bin/a)" = A ]
+ovpkg history $O > $D/h; cat $D/h
+grep " b " $D/h | grep -q live
+! grep -q "no own layer" $D/h
+grep -q "lingering: .*PID $p1 (sleepy)" $D/h
+ovpkg history --json $O | grep -q '"lingering"'
+ovpkg status $O > $D/st || { cat $D/st; exit 1; }
+cat $D/st
+grep -q "lingering: .*PID $p1 (sleepy)" $D/st
+grep -q '"detached"' /run/ovpkg/mounts.json
+consistentHeld; uppersOK
+# a failed transaction while held: undone, the view as before
+hold
+v0=$(view)
+if t --fail $R/usr/bin/f F > $D/out 2>&1; then cat $D/out; echo "the failing transaction succeeded"; exit 1; fi
+cat $D/out
+grep -q "undone" $D/out
+[ ! -e $R/usr/bin/f ] && [ "$(view)" = "$v0" ]
+consistentHeld; uppersOK
+# rollback while held, also by a process that only has a file open
+hold
+bash -c "exec 3<$R/usr/bin/a; exec sleep 1000" & pf=$!; pids="$pids $pf"; sleep 0.2
+ovpkg rollback $O > $D/out 2>&1 || { cat $D/out; exit 1; }
+cat $D/out
+[ ! -e $R/usr/bin/b ] && [ -e $R/usr/bin/a ] && [ -e $R/usr/bin/sleepy ]
+consistentHeld; uppersOK
+# uovmount leaves the card mounted and names the lingering overlays
+uovmount $O > $D/out 2>&1 || { cat $D/out; exit 1; }
+cat $D/out
+grep -q "stays in use by PID $p1" $D/out
+ovmount $O >/dev/null
+consistentHeld; uppersOK
+# eject refuses, naming the holders, and leaves everything mounted
+if ovpkg eject $O > $D/out 2>&1; then echo "eject while held worked"; exit 1; fi
+cat $D/out
+for p in $pids; do [ $p = $pf ] || grep -q "PID $p (sleepy) exe $R/usr/bin/sleepy" $D/out; done
+grep -q "old overlay of $R/usr (detached by a restack" $D/out
+grep -q "PID $pf (sleep) fd 3 $R/usr/bin/a" $D/out
+consistentHeld
+echo STEP-kill
+kill $pids; for p in $pids; do wait $p 2>/dev/null || true; done
+ovpkg history $O | grep lingering && { echo "still lingering after kill"; exit 1; }
+echo STEP-c
+# the layers kept for the old overlays go at the next command
+t $R/usr/bin/c C
+held=""; consistent
+echo STEP-card
 # an ovpkg binary living on the card (through /usr/bin) can still restack:
 # it re-executes itself from memory first
 cp "$(command -v ovpkg)" $R/usr/bin/ovpkg-card
-t $R/usr/bin/c C
 $R/usr/bin/ovpkg-card rollback $O
 [ ! -e $R/usr/bin/c ] && [ -e $R/usr/bin/ovpkg-card ]
 $R/usr/bin/ovpkg-card __txn-test $O $R/usr/bin/d D
 [ -e $R/usr/bin/d ]
-ovpkg history $O | grep -v "no own layer" | grep -q " d "
+consistent
+v1=$(view)
+ovpkg eject $O >/dev/null
+ovmount $O >/dev/null
+[ "$(view)" = "$v1" ] && [ -e $R/usr/bin/a ] && [ ! -e $R/usr/bin/b ]
 consistent
 ovpkg eject $O >/dev/null
 checkClean
 `)
+	want(t, r, "CLEAN")
+}
+
+// heldHelpers are shell functions of the busy tests: hold starts a
+// process from the card (its overlay's upper layer is then "held"),
+// uppersOK checks no held upper is the upper of a mounted overlay,
+// consistentHeld is consistent allowing the layer directories kept for
+// lingering old overlays.
+const heldHelpers = `held=""; pids=""
+trap 'kill $pids 2>/dev/null || true' EXIT
+hold() { $R/usr/bin/sleepy 1000 >/dev/null 2>&1 </dev/null & pids="$pids $!"; held="$held $(tail -n1 $D/card/ovpkg/stack)"; sleep 0.2; }
+# no new overlay may have a held overlay's upper as its upper
+uppersOK() {
+	local l
+	for l in $held; do
+		if awk -v r="$R/" 'index($5, r) == 1' /proc/self/mountinfo | grep -q "upperdir=$D/card/ovpkg/layers/$l/"; then
+			echo "HELD UPPER $l REUSED" >&2; awk -v r="$R/" 'index($5, r) == 1' /proc/self/mountinfo >&2; return 1
+		fi
+	done
+}
+# consistent, except for layer directories kept while an old overlay
+# that has them as upper lingers
+consistentHeld() {
+	local s l top x
+	s=$(sort $D/card/ovpkg/stack | tr '\n' ' ')
+	l=""; for x in $(ls $D/card/ovpkg/layers); do case " $held " in *" $x "*) grep -qx $x $D/card/ovpkg/stack && l="$l$x ";; *) l="$l$x ";; esac; done
+	[ "$s" = "$l" ] || { echo "INCONSISTENT: stack [$s] dirs [$l] held [$held]" >&2; return 1; }
+	top=$(tail -n1 $D/card/ovpkg/stack)
+	for d in usr etc var; do
+		grep -q " $R/$d .*upperdir=$D/card/ovpkg/layers/$top/tree/$d," /proc/self/mountinfo ||
+			{ echo "INCONSISTENT: overlay on $R/$d does not have layer $top as upper" >&2; return 1; }
+	done
+	[ ! -e $D/card/ovpkg/txn ] || { echo "INCONSISTENT: journal left" >&2; return 1; }
+}
+`
+
+// A new mount fails in the middle of a restack that detaches held
+// overlays (OVPKG_TEST_FAIL_AT=detach-mount-2, after the old overlay there
+// was taken off): every directory gets a working overlay over the previous
+// layers again, with a fresh upper; nothing of the transaction stays.
+func TestE2EBusyRestackMountFails(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+t $R/usr/bin/a A
+cp /bin/sleep $R/usr/bin/sleepy
+`+heldHelpers+`
+hold
+(cd $R/etc && exec sleep 1000) >/dev/null 2>&1 </dev/null & pids="$pids $!"; sleep 0.2
+v0=$(view); s0=$(stack)
+if OVPKG_TEST_FAIL_AT=detach-mount-2 t $R/usr/bin/b B > $D/out 2>&1; then cat $D/out; echo "the transaction worked"; exit 1; fi
+cat $D/out
+grep -q "mount (test)" $D/out
+grep -q "the previous layers are mounted again" $D/out
+[ ! -e $R/usr/bin/b ] && [ "$(view)" = "$v0" ]
+[ "$(stack)" != "$s0" ] && case "$(stack)" in "$s0"*) ;; *) echo "stack $(stack) is not $s0 plus a layer"; exit 1;; esac
+consistentHeld; uppersOK
+grep -c '"target"' /run/ovpkg/mounts.json
+kill $pids; for p in $pids; do wait $p 2>/dev/null || true; done
+t $R/usr/bin/b B
+[ -e $R/usr/bin/b ]
+held=""; consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	t.Log(r.Stdout)
 	want(t, r, "CLEAN")
 }
 
@@ -553,5 +656,42 @@ ovpkg eject >/dev/null
 umount $D/base
 echo CLEAN
 `)
+	want(t, r, "CLEAN")
+}
+
+// The device case over the real root: a `sleep` started after ovmount runs
+// /usr/bin/sleep and libc through the overlay. An install still gets its
+// own layer (the message names the sleep), rollback works while it runs,
+// eject refuses naming it and works once it is gone.
+func TestE2ERealRootHeldBySleep(t *testing.T) {
+	r := mustRun(t, `
+F=/usr/local/ovpkg-held-e2e-$$
+[ ! -e $F ]
+ovmount >/dev/null
+sleep 1000 >/dev/null 2>&1 </dev/null & p=$!
+trap 'kill $p 2>/dev/null || true' EXIT
+sleep 0.3
+[ "$(readlink /proc/$p/exe)" = /usr/bin/sleep ]
+ovpkg __txn-test $F one > $D/out 2>&1 || { cat $D/out; exit 1; }
+cat $D/out
+grep -q "the old overlay of /usr stays in use by PID $p (sleep) until it exits" $D/out
+! grep -q "cannot give" $D/out
+[ "$(cat $F)" = one ]
+ovpkg history > $D/h; cat $D/h
+grep test-install $D/h | grep -q live
+grep -q "lingering: .*PID $p (sleep)" $D/h
+ovpkg rollback
+[ ! -e $F ]
+if ovpkg eject > $D/out 2>&1; then echo "eject while held worked"; exit 1; fi
+cat $D/out
+grep -q "PID $p (sleep)" $D/out
+grep -q " /usr .* - overlay ovpkg " /proc/self/mountinfo
+kill $p; wait $p 2>/dev/null || true
+ovpkg eject >/dev/null
+[ ! -e $F ]
+umount $D/base
+echo CLEAN
+`)
+	t.Log(r.Stdout)
 	want(t, r, "CLEAN")
 }

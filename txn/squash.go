@@ -229,8 +229,11 @@ func (c *Card) Rollback(n int) ([]string, error) {
 			keep = append(keep, id)
 		}
 	}
+	// A fresh working layer goes on top when the new top would be a
+	// transaction's layer, or a layer that may not be an upper now (the
+	// upper of overlays a restack would detach, or of detached ones).
 	var fresh string
-	if top := keep[len(keep)-1]; len(keep) > 1 && !c.isWorking(top) {
+	if top := keep[len(keep)-1]; len(keep) > 1 && !c.isWorking(top) || c.mustNotBeUpper(top, c.held()) {
 		if fresh, err = c.nextID(); err != nil {
 			return nil, err
 		}

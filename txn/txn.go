@@ -68,8 +68,10 @@ func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
 	}
 	// An empty working layer on top is left out (it is dropped at the
 	// commit point); one holding changes stays below the transaction.
+	// When the overlays are held, the restack detaches them and the old
+	// working layer lingers as their upper: it stays in the stack then.
 	base := stack
-	if top := stack[len(stack)-1]; len(stack) > 1 && c.isWorking(top) && emptyTree(c.L.Tree(top)) {
+	if top := stack[len(stack)-1]; len(stack) > 1 && c.isWorking(top) && emptyTree(c.L.Tree(top)) && !c.held() && !c.Rec.LayerInUse(top) {
 		base = stack[:len(stack)-1]
 	}
 	id, err := c.nextID()
@@ -86,7 +88,9 @@ func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
 	}
 	defer func() {
 		if retErr != nil {
-			os.RemoveAll(c.L.LayerDir(id))
+			if !c.Rec.LayerInUse(id) {
+				os.RemoveAll(c.L.LayerDir(id))
+			}
 			c.removeJournal()
 		}
 	}()
@@ -153,7 +157,7 @@ func (t *Txn) Commit() error {
 // committed stack and the layer is deleted.
 func (t *Txn) Abort() error {
 	c := t.c
-	if err := c.restack(t.stack); err != nil {
+	if err := c.restackOnto(t.stack); err != nil {
 		return fmt.Errorf("undoing transaction %s: %w (it stays mounted; ovpkg will drop it at the next command or ovmount)", t.j.ID, err)
 	}
 	crash("abort-restacked")
@@ -223,6 +227,10 @@ func (c *Card) removeLayer(id string) error {
 	tab, err := mount.Self()
 	if err != nil {
 		return err
+	}
+	if c.Rec.LayerInUse(id) {
+		c.say("ovpkg: layer %s is kept until the old overlays that use it are released (it is deleted at a later command)", id)
+		return nil
 	}
 	dir := c.L.LayerDir(id)
 	for _, m := range tab {
@@ -310,6 +318,9 @@ func (e *UndoneError) Unwrap() error { return e.Err }
 // directories the stack does not list are deleted, the journal is
 // resolved. It says what it did. Safe to call at any time.
 func (c *Card) Recover() error {
+	if _, err := c.pruneDetached(); err != nil {
+		return err
+	}
 	j, err := c.readJournal()
 	if err != nil {
 		c.say("ovpkg: ignoring a damaged transaction journal: %v", err)
@@ -324,7 +335,7 @@ func (c *Card) Recover() error {
 		return err
 	}
 	if up := c.live(tab); len(up) > 0 && !slices.Equal(c.Rec.Layers, stack) {
-		if err := c.restack(stack); err != nil {
+		if err := c.restackOnto(stack); err != nil {
 			return fmt.Errorf("an interrupted transaction left the overlays on layers %v but the card's stack is %v, and they cannot be restacked now: %w", c.Rec.Layers, stack, err)
 		}
 	} else if len(up) == 0 && !slices.Equal(c.Rec.Layers, stack) && len(c.Rec.Overlays) > 0 {
@@ -343,7 +354,9 @@ func (c *Card) Recover() error {
 	}
 	var garbage []string
 	for _, id := range dirs {
-		if !slices.Contains(stack, id) {
+		// A layer an old, detached overlay may still use as its upper is
+		// deleted only once that overlay is gone.
+		if !slices.Contains(stack, id) && !c.Rec.LayerInUse(id) {
 			garbage = append(garbage, id)
 		}
 	}
