@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/busy"
+	"github.com/ovpkg/ovpkg/internal/atomicfile"
 	"github.com/ovpkg/ovpkg/internal/selfexec"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
@@ -311,10 +312,8 @@ func (e *pkgEnv) writeSnapshot(d *dbs) {
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return
 	}
-	tmp := p + ".tmp"
-	if os.WriteFile(tmp, []byte(b.String()), 0o644) == nil {
-		os.Rename(tmp, p)
-	}
+	// Best effort: without it status only cannot tell base changes apart.
+	_ = atomicfile.Write(p, []byte(b.String()), 0o644)
 }
 
 func readSnapshot(path string) (string, []pkgmgr.Package) {

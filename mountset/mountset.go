@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ovpkg/ovpkg/config"
+	"github.com/ovpkg/ovpkg/internal/atomicfile"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
 )
@@ -270,7 +271,7 @@ func readRecord(runDir string) (*Record, error) {
 }
 
 // writeRecord replaces the record atomically.
-func writeRecord(runDir string, r *Record) (retErr error) {
+func writeRecord(runDir string, r *Record) error {
 	r.Version = recordVersion
 	cp := *r
 	cp.State, cp.AlreadyMounted = "", false
@@ -281,33 +282,15 @@ func writeRecord(runDir string, r *Record) (retErr error) {
 	if err := os.MkdirAll(runDir, 0o755); err != nil {
 		return fmt.Errorf("writing the mount record: %w", err)
 	}
-	tmp, err := os.CreateTemp(runDir, "."+RecordName+".tmp*")
-	if err != nil {
-		return fmt.Errorf("writing the mount record: %w", err)
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(append(b, '\n')); err != nil {
-		return fmt.Errorf("writing the mount record: %w", err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("writing the mount record: %w", err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), recordPath(runDir)); err != nil {
+	if err := atomicfile.Write(recordPath(runDir), append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("writing the mount record: %w", err)
 	}
 	return nil
 }
+
+// WriteRecord replaces the mount record in runDir (atomically) with r:
+// for txn, which restacks the overlays and must keep the record true.
+func WriteRecord(runDir string, r *Record) error { return writeRecord(runDir, r) }
 
 func removeRecord(runDir string) error {
 	err := os.Remove(recordPath(runDir))

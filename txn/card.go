@@ -1,7 +1,6 @@
 package txn
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/ovpkg/ovpkg/busy"
 	"github.com/ovpkg/ovpkg/card"
+	"github.com/ovpkg/ovpkg/internal/atomicfile"
 	"github.com/ovpkg/ovpkg/internal/selfexec"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
@@ -247,20 +247,8 @@ func (c *Card) setLayers(ids []string, ms []overlay.Mount) {
 	c.Rec.Overlays = ms
 }
 
-// writeRecord replaces mountset's record (RUN_DIR/mounts.json) with c.Rec,
-// atomically, in mountset's format.
-func (c *Card) writeRecord() error {
-	r := *c.Rec
-	r.State, r.AlreadyMounted = "", false
-	if r.Version == 0 {
-		r.Version = 1
-	}
-	b, err := json.MarshalIndent(&r, "", "  ")
-	if err != nil {
-		return err
-	}
-	return writeAtomic(filepath.Join(c.runDir, mountset.RecordName), append(b, '\n'))
-}
+// writeRecord replaces mountset's record (RUN_DIR/mounts.json) with c.Rec.
+func (c *Card) writeRecord() error { return mountset.WriteRecord(c.runDir, c.Rec) }
 
 // layerDirs lists the layer directories on the card (sorted).
 func (c *Card) layerDirs() ([]string, error) {
@@ -288,46 +276,10 @@ func (c *Card) nextID() (string, error) {
 	return card.NextID(append(ids, st...)), nil
 }
 
-// writeAtomic writes data to p via a temporary file, fsync, rename, and a
-// directory fsync.
-func writeAtomic(p string, data []byte) (retErr error) {
-	dir := filepath.Dir(p)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(p)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", p, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("flushing %s: %w", p, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
+// writeAtomic replaces p with data (internal/atomicfile).
+func writeAtomic(p string, data []byte) error { return atomicfile.Write(p, data, 0o644) }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // CrashEnv names the environment variable of the crash points.
 const CrashEnv = "OVPKG_TEST_CRASH_AT"
