@@ -79,15 +79,15 @@ test -f /var/lib/%[9]s/postinst-ran && echo POSTINST-RAN
 test -e /var/lib/%[9]s/service-started || echo NOT-STARTED-OK
 test -e /usr/sbin/policy-rc.d && echo POLICY-LEFT-BEHIND
 UP=$(find "$D/t/card" -path '*/tree/var/lib/%[9]s/postinst-ran' | head -1); test -n "$UP" && echo POSTINST-ON-CARD
-find "$D/t/card" -path '*/tree/etc/%[9]s.conf' | grep -q . && echo CONF-ON-CARD
-find "$D/t/card" -path '*/tree/usr/bin/%[5]s' | grep -q . && echo APP-ON-CARD
+find "$D/t/card" -path '*/tree/etc/%[9]s.conf' | grep . >/dev/null && echo CONF-ON-CARD
+find "$D/t/card" -path '*/tree/usr/bin/%[5]s' | grep . >/dev/null && echo APP-ON-CARD
 dpkg-query -W -f='${Package} ${Status}\n' %[5]s %[6]s
 unshare --mount sh -c 'umount -l /var && sha256sum < /var/lib/dpkg/status' > $D/t/sum-below
 [ "$(cat $D/t/sum-below)" = "$BASESUM" ] && echo BASE-SAME-MOUNTED
 ovpkg list --json > $D/t/list.json; cat $D/t/list.json
 ovpkg files %[5]s
 ovpkg status
-ovpkg status --json | grep -q '"card_packages": 4' && echo STATUS-COUNT-OK
+ovpkg status --json | grep '"card_packages": 4' >/dev/null && echo STATUS-COUNT-OK
 eject
 hash -r; test -e /usr/bin/%[5]s || echo GONE-AFTER-EJECT
 dpkg-query -W %[5]s 2>/dev/null || echo NOT-IN-DB-AFTER-EJECT
@@ -194,7 +194,7 @@ ovpkg install -y %[1]s & OV=$!
 for i in $(seq 100); do [ -e /run/ovpkg/%[2]s-started ] && break; nap 0.1; done
 kill -%[3]s $OV; wait $OV; echo "CODE=$?"
 nap 0.5
-ps -eo args | grep -qx 'sleep 312[78]' && echo LEFTOVER || echo NO-LEFTOVER
+ps -eo args | grep -x 'sleep 312[78]' >/dev/null && echo LEFTOVER || echo NO-LEFTOVER
 # After SIGKILL the transaction's layer is still stacked, uncommitted:
 # ovmount (like any ovpkg change) finds the journal and drops it.
 ovmount

@@ -151,6 +151,37 @@ func preflight(opt Options) (*env, *Record, mount.Table, error) {
 	return e, rec, tab, nil
 }
 
+// lockedState takes the ovpkg lock and reads the record and the mount
+// table again under it (another command may have changed them since
+// preflight). A record whose mounts are all gone is removed and reported
+// as ErrNotMounted. On success the caller must call unlock.
+func lockedState(e *env) (unlock func(), rec *Record, tab mount.Table, up []overlay.Mount, err error) {
+	unlock, err = lockDir(e.runDir)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlock()
+		}
+	}()
+	if rec, err = readRecord(e.runDir); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if rec == nil {
+		return nil, nil, nil, nil, ErrNotMounted
+	}
+	if tab, err = mount.Self(); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	up = rec.state(tab)
+	if rec.State == StateGone {
+		removeRecord(e.runDir)
+		return nil, nil, nil, nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
+	}
+	return unlock, rec, tab, up, nil
+}
+
 func targets(rec *Record) []string {
 	var ts []string
 	for _, m := range rec.Overlays {
@@ -176,25 +207,11 @@ func Down(opt Options) (*Record, error) {
 	if err := leaveMounts(ovDevs, targets(rec)); err != nil {
 		return nil, err
 	}
-	unlock, err := lockDir(e.runDir)
+	unlock, rec, tab, up, err := lockedState(e)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if rec, err = readRecord(e.runDir); err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, ErrNotMounted
-	}
-	if tab, err = mount.Self(); err != nil {
-		return nil, err
-	}
-	up := rec.state(tab)
-	if rec.State == StateGone {
-		removeRecord(e.runDir)
-		return nil, ErrNotMounted
-	}
 	still, err := pruneLocked(opt, e.runDir, tab, rec)
 	if err != nil {
 		return nil, err
@@ -234,25 +251,11 @@ func Eject(opt Options) (*Record, error) {
 	if err := leaveMounts(rec.devices(tab), targets(rec)); err != nil {
 		return nil, err
 	}
-	unlock, err := lockDir(e.runDir)
+	unlock, rec, tab, up, err := lockedState(e)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if rec, err = readRecord(e.runDir); err != nil {
-		return nil, err
-	}
-	if rec == nil {
-		return nil, ErrNotMounted
-	}
-	if tab, err = mount.Self(); err != nil {
-		return nil, err
-	}
-	up := rec.state(tab)
-	if rec.State == StateGone {
-		removeRecord(e.runDir)
-		return nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
-	}
 	// Old overlays a restack detached while they were held keep the card's
 	// filesystem (and its loop device) alive out of sight of the probe
 	// below: refuse while any is held, naming the holders.

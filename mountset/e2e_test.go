@@ -124,7 +124,7 @@ before=$(cat /proc/self/mountinfo; losetup -a)
 ovmount --root $R
 after=$(cat /proc/self/mountinfo; losetup -a)
 [ "$before" = "$after" ] && echo UNCHANGED
-ovmount --root $R --json | grep -q '"already_mounted": true' && echo JSON-SAYS-SO
+ovmount --root $R --json | grep '"already_mounted": true' >/dev/null && echo JSON-SAYS-SO
 echo "overlays: $(overlays)"
 eject --root $R >/dev/null
 checkClean

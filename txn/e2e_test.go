@@ -203,7 +203,7 @@ cat $D/msg
 consistent
 if [ %[4]v = true ]; then
 	[ -e %[2]s ] || { echo "%[1]s: committed transaction lost"; exit 1; }
-	[ %[1]s = commit-working ] || grep -q "was committed before the interruption" $D/msg
+	[ %[1]s = commit-working ] || grep "was committed before the interruption" >/dev/null $D/msg
 else
 	[ ! -e %[2]s ] || { echo "%[1]s: interrupted transaction visible"; exit 1; }
 	[ "$(stack)" = "$s0" ]
@@ -416,8 +416,8 @@ grep -q "/var/lib/dpkg/status changed in the base" $D/check
 ovpkg rebase $O
 grep -q '^games:' $R/etc/passwd && grep -q '^_apt:' $R/etc/passwd && grep -q '^root:' $R/etc/passwd
 grep -q 'Package: supertux' $R/var/lib/dpkg/status && grep -q 'Package: adduser' $R/var/lib/dpkg/status
-ovpkg rebase --check $O | grep -q "has not changed"
-ovpkg history $O | grep -q rebase
+ovpkg rebase --check $O | grep "has not changed" >/dev/null
+ovpkg history $O | grep rebase >/dev/null
 # a conflict: both sides change root's entry -> refused, nothing changed
 sed -i 's|^root:x:0:0::/root:/bin/sh|root:x:0:0::/root:/bin/zsh|' $R/etc/passwd
 t $R/etc/marker3 M
@@ -457,10 +457,10 @@ grep -q "old overlay of $R/usr stays in use by PID $p1 (sleepy) until it exits" 
 ! grep -q "cannot give" $D/out
 [ "$(cat $R/usr/bin/b)" = B ] && [ "$(cat $R/usr/bin/a)" = A ]
 ovpkg history $O > $D/h; cat $D/h
-grep " b " $D/h | grep -q live
+grep " b " $D/h | grep live >/dev/null
 ! grep -q "no own layer" $D/h
 grep -q "lingering: .*PID $p1 (sleepy)" $D/h
-ovpkg history --json $O | grep -q '"lingering"'
+ovpkg history --json $O | grep '"lingering"' >/dev/null
 ovpkg status $O > $D/st || { cat $D/st; exit 1; }
 cat $D/st
 grep -q "lingering: .*PID $p1 (sleepy)" $D/st
@@ -490,7 +490,7 @@ consistentHeld; uppersOK
 # eject refuses, naming the holders, and leaves everything mounted
 if ovpkg eject $O > $D/out 2>&1; then echo "eject while held worked"; exit 1; fi
 cat $D/out
-for p in $pids; do [ $p = $pf ] || grep -q "PID $p (sleepy) exe $R/usr/bin/sleepy" $D/out; done
+for p in $pids; do [ $p = $pf ] || grep "PID $p (sleepy) exe $R/usr/bin/sleepy" >/dev/null $D/out; done
 grep -q "old overlay of $R/usr (detached by a restack" $D/out
 grep -q "PID $pf (sleep) fd 3 $R/usr/bin/a" $D/out
 consistentHeld
@@ -533,7 +533,7 @@ hold() { $R/usr/bin/sleepy 1000 >/dev/null 2>&1 </dev/null & pids="$pids $!"; he
 uppersOK() {
 	local l
 	for l in $held; do
-		if awk -v r="$R/" 'index($5, r) == 1' /proc/self/mountinfo | grep -q "upperdir=$D/card/ovpkg/layers/$l/"; then
+		if awk -v r="$R/" 'index($5, r) == 1' /proc/self/mountinfo | grep "upperdir=$D/card/ovpkg/layers/$l/" >/dev/null; then
 			echo "HELD UPPER $l REUSED" >&2; awk -v r="$R/" 'index($5, r) == 1' /proc/self/mountinfo >&2; return 1
 		fi
 	done
@@ -609,17 +609,17 @@ DP="dpkg --root=$R --force-not-root --force-script-chrootless --log=/dev/null"
 ovpkg __txn-test $O --exec "$DP -i $D/cardpkg.deb" cardpkg
 dpkg-query --admindir=$R/var/lib/dpkg -W cardpkg
 [ -x $R/usr/bin/cardpkg ] && [ ! -e $D/base/usr/bin/cardpkg ]
-ovpkg history $O | grep -q "test-exec *cardpkg"
+ovpkg history $O | grep "test-exec *cardpkg" >/dev/null
 # the base gets a package of its own under the mounted card
 dpkg --root=$D/base --force-not-root --force-script-chrootless --log=/dev/null -i $D/basepkg.deb >/dev/null
-ovpkg rebase --check $O | grep -q "/var/lib/dpkg/status changed in the base"
+ovpkg rebase --check $O | grep "/var/lib/dpkg/status changed in the base" >/dev/null
 # through the overlay the card's status hides basepkg
 ! dpkg-query --admindir=$R/var/lib/dpkg -W basepkg 2>/dev/null
 ovpkg rebase $O
 dpkg-query --admindir=$R/var/lib/dpkg -W cardpkg basepkg
-dpkg-query --admindir=$R/var/lib/dpkg -W -f '${Status}\n' basepkg | grep -q "install ok installed"
+dpkg-query --admindir=$R/var/lib/dpkg -W -f '${Status}\n' basepkg | grep "install ok installed" >/dev/null
 [ -x $R/usr/bin/basepkg ]
-ovpkg rebase --check $O | grep -q "has not changed"
+ovpkg rebase --check $O | grep "has not changed" >/dev/null
 # undo the rebase, then the install
 ovpkg rollback $O
 ! dpkg-query --admindir=$R/var/lib/dpkg -W basepkg 2>/dev/null
@@ -678,7 +678,7 @@ grep -q "the old overlay of /usr stays in use by PID $p (sleep) until it exits" 
 ! grep -q "cannot give" $D/out
 [ "$(cat $F)" = one ]
 ovpkg history > $D/h; cat $D/h
-grep test-install $D/h | grep -q live
+grep test-install $D/h | grep live >/dev/null
 grep -q "lingering: .*PID $p (sleep)" $D/h
 ovpkg rollback
 [ ! -e $F ]
