@@ -246,7 +246,7 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	if err := writeRecord(e.runDir, rec); err != nil {
 		return err
 	}
-	if err := overlay.Stack(todo, overlay.StackOptions{BeforeEach: beforeOverlay}); err != nil {
+	if err := overlay.Stack(todo, overlay.StackOptions{BeforeEach: beforeOverlay, Table: tab}); err != nil {
 		return err
 	}
 	for _, m := range todo {
