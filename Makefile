@@ -13,7 +13,7 @@ TOOLS     := mkoverlay ovmount uovmount eject
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
-             unshare:util-linux dpkg-deb:dpkg rsync:rsync hyperfine:hyperfine fuser:psmisc time:time
+             unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3
 
 .PHONY: all build demo test test-deps vet bench install cross man clean
 
