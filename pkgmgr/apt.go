@@ -426,18 +426,7 @@ func (a *Apt) planSimulated(ctx context.Context, plan *Plan, local map[string]*D
 // dependant this missed makes dpkg refuse (nothing removed) instead of
 // apt removing something unchecked; and no package lists are read.
 func (a *Apt) PlanRemove(ctx context.Context, args []string) (*Plan, error) {
-	if err := checkNames(args); err != nil {
-		return nil, err
-	}
-	installed, err := Installed(a)
-	if err != nil {
-		return nil, err
-	}
-	rm, err := RemovalClosure(installed, args)
-	if err != nil {
-		return nil, err
-	}
-	return &Plan{Remove: rm}, nil
+	return planRemove(a, args)
 }
 
 // selfContained says whether the local packages need nothing apt would

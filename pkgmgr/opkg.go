@@ -220,24 +220,11 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 	return plan, nil
 }
 
+// PlanRemove is the packages named plus their dependants (RemovalClosure
+// over opkg's status file, which has the same Depends/Provides fields), so
+// that opkg is never asked to remove a package others still need.
 func (o *Opkg) PlanRemove(ctx context.Context, args []string) (*Plan, error) {
-	if err := checkNames(args); err != nil {
-		return nil, err
-	}
-	pkgs, err := Installed(o)
-	if err != nil {
-		return nil, err
-	}
-	ix := NewIndex(pkgs)
-	plan := &Plan{}
-	for _, a := range args {
-		p, ok := ix.Lookup(a)
-		if !ok || !p.Installed() {
-			return nil, fmt.Errorf("%s: %w", a, ErrNotInstalled)
-		}
-		plan.Remove = append(plan.Remove, p)
-	}
-	return plan, nil
+	return planRemove(o, args)
 }
 
 // IpkInfo is what an .ipk holds.

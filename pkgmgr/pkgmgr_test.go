@@ -529,3 +529,30 @@ func TestDpkgJournal(t *testing.T) {
 		t.Fatalf("%+v %v", pkgs, err)
 	}
 }
+
+// opkg removes dependants with what they depend on, as apt/dpkg does:
+// removing libc takes busybox (installed, depends on libc) along.
+func TestOpkgPlanRemoveTakesDependants(t *testing.T) {
+	root := t.TempDir()
+	o := NewOpkg(root, nil)
+	st := filepath.Join(root, o.StatusPath())
+	if err := os.MkdirAll(filepath.Dir(st), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile("testdata/opkg-status")
+	os.WriteFile(st, data, 0o644)
+	plan, err := o.PlanRemove(context.Background(), []string{"libc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, p := range plan.Remove {
+		names = append(names, p.Name)
+	}
+	if len(names) < 2 || names[0] != "libc" || !strings.Contains(strings.Join(names, " "), "busybox") {
+		t.Errorf("PlanRemove(libc) = %q, want libc and its dependant busybox", names)
+	}
+	if _, err := o.PlanRemove(context.Background(), []string{"nosuch"}); !errors.Is(err, ErrNotInstalled) {
+		t.Errorf("unknown package: %v", err)
+	}
+}

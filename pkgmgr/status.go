@@ -163,6 +163,23 @@ func depName(alt string) string {
 	return n
 }
 
+// planRemove is PlanRemove for every adapter: from the status database,
+// the packages named and every dependant left without an alternative.
+func planRemove(m Manager, args []string) (*Plan, error) {
+	if err := checkNames(args); err != nil {
+		return nil, err
+	}
+	installed, err := Installed(m)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := RemovalClosure(installed, args)
+	if err != nil {
+		return nil, err
+	}
+	return &Plan{Remove: rm}, nil
+}
+
 // RemovalClosure returns names plus every installed package that depends
 // on them (transitively) with no installed alternative left: what a
 // package manager has to remove with them. A name that is not installed
