@@ -101,6 +101,10 @@ func SuperOption(m *Info, key string) (string, bool) {
 	return "", false
 }
 
+// SuperOptions returns a mount's superblock options (mountinfo's last
+// field) one by one, unescaped: "upperdir=/x", "lowerdir+=/y", "index=off".
+func SuperOptions(m *Info) []string { return splitOptions(m.VFSOptions) }
+
 // splitOptions splits a comma-separated option list; overlayfs escapes
 // commas inside paths with a backslash.
 func splitOptions(s string) []string {

@@ -226,10 +226,14 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	for _, s := range specs {
 		target := filepath.Join(rec.Root, s.Dir)
 		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), target), Upper: s.Upper, Work: s.Work}
-		all = append(all, m)
-		if containsUpper(already, m.Upper) {
+		if a, ok := mountedAt(already, target); ok {
+			// Keep what is mounted there (after an interrupted restack
+			// its layers may differ from the stack's; txn recovery
+			// restacks it).
+			all = append(all, a)
 			continue
 		}
+		all = append(all, m)
 		// Never stack over a live ovpkg overlay: its lowerdir would
 		// resolve to the overlay itself (e.g. after the top layer
 		// changed). Other overlays (an OpenWrt overlay root, a test's
@@ -256,6 +260,16 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	return nil
 }
 
+// mountedAt returns the overlay of ms at target.
+func mountedAt(ms []overlay.Mount, target string) (overlay.Mount, bool) {
+	for _, m := range ms {
+		if filepath.Clean(m.Target) == filepath.Clean(target) {
+			return m, true
+		}
+	}
+	return overlay.Mount{}, false
+}
+
 func containsUpper(ms []overlay.Mount, upper string) bool {
 	for _, m := range ms {
 		if filepath.Clean(m.Upper) == filepath.Clean(upper) {
@@ -276,6 +290,24 @@ func restack(opt Options, e *env, rec *Record, tab mount.Table, up []overlay.Mou
 		return nil, fmt.Errorf("some of the recorded overlays are mounted and %s changed since; run uovmount first", config.KeyOverlayDirs)
 	}
 	rec.Dirs = dirs
+	// A command killed in the middle of a restack (txn) can leave some
+	// directories on the new layers and others on the old: an ovpkg
+	// overlay of this card whose upper is not the recorded one. It is
+	// adopted as it is (the record then says what is really mounted), and
+	// txn's recovery after ovmount restacks everything onto the card's
+	// committed stack.
+	for i, m := range rec.Overlays {
+		if isOurOverlay(tab, m) {
+			continue
+		}
+		live, ok := overlay.FromMount(tab.Lookup(m.Target))
+		if !ok || !strings.HasPrefix(live.Upper, filepath.Clean(rec.CardMount)+"/") {
+			continue
+		}
+		rec.Overlays[i] = live
+		up = append(up, live)
+		printf(opt, "%s: keeping the overlay an interrupted command left there (upper %s)\n", m.Target, live.Upper)
+	}
 	if err := stackOnCard(opt, e, rec, up); err != nil {
 		return nil, err
 	}

@@ -46,6 +46,51 @@ type Mount struct {
 	Work   string   `json:"work"`
 }
 
+// FromMount reads back the layers of a live ovpkg overlay from its
+// mountinfo entry: the "lowerdir+" entries (new mount API) or a legacy
+// colon-separated "lowerdir", "upperdir" and "workdir". ok is false for
+// anything that is not an ovpkg overlay with an upper.
+func FromMount(info *mount.Info) (m Mount, ok bool) {
+	if info == nil || info.FSType != FSType || info.Source != Source {
+		return Mount{}, false
+	}
+	m.Target = info.Mountpoint
+	for _, o := range mount.SuperOptions(info) {
+		k, v, _ := strings.Cut(o, "=")
+		switch k {
+		case "lowerdir+":
+			m.Lowers = append(m.Lowers, v)
+		case "lowerdir":
+			m.Lowers = append(m.Lowers, splitLegacyLowers(v)...)
+		case "upperdir":
+			m.Upper = v
+		case "workdir":
+			m.Work = v
+		}
+	}
+	return m, m.Upper != "" && m.Work != "" && len(m.Lowers) > 0
+}
+
+// splitLegacyLowers splits mount(2)'s "a:b:c" lowerdir, where a colon
+// inside a path is written "\:".
+func splitLegacyLowers(v string) []string {
+	var out []string
+	var cur strings.Builder
+	for i := 0; i < len(v); i++ {
+		switch {
+		case v[i] == '\\' && i+1 < len(v):
+			cur.WriteByte(v[i+1])
+			i++
+		case v[i] == ':':
+			out = append(out, cur.String())
+			cur.Reset()
+		default:
+			cur.WriteByte(v[i])
+		}
+	}
+	return append(out, cur.String())
+}
+
 // Validate checks that m names absolute paths and at least one lower.
 func (m Mount) Validate() error {
 	if len(m.Lowers) == 0 {

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -97,5 +98,32 @@ func TestStackErrorMessage(t *testing.T) {
 	}
 	if !errors.Is(e, unix.EINVAL) {
 		t.Error("StackError lost errno")
+	}
+}
+
+func TestFromMount(t *testing.T) {
+	const info = `160 137 0:72 / /r/usr rw,nodev,relatime - overlay ovpkg rw,lowerdir+=/c/l/0003/tree/usr,lowerdir+=/r/usr,upperdir=/c/l/0004/tree/usr,workdir=/c/l/0004/work/usr,redirect_dir=nofollow,xino=auto
+161 137 0:73 / /r/etc rw - overlay ovpkg rw,lowerdir=/c/l/0001/tree/etc:/r/etc,upperdir=/c/l/0002/tree/etc,workdir=/c/l/0002/work/etc
+162 137 0:74 / /r/var rw - overlay other rw,lowerdir=/a,upperdir=/b,workdir=/c
+163 137 0:75 / /r/opt rw - tmpfs ovpkg rw
+`
+	tab, err := mount.ReadTable(strings.NewReader(info))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := FromMount(tab.Lookup("/r/usr"))
+	want := Mount{Target: "/r/usr", Lowers: []string{"/c/l/0003/tree/usr", "/r/usr"}, Upper: "/c/l/0004/tree/usr", Work: "/c/l/0004/work/usr"}
+	if !ok || !reflect.DeepEqual(m, want) {
+		t.Errorf("new API: %+v %v", m, ok)
+	}
+	m, ok = FromMount(tab.Lookup("/r/etc"))
+	want = Mount{Target: "/r/etc", Lowers: []string{"/c/l/0001/tree/etc", "/r/etc"}, Upper: "/c/l/0002/tree/etc", Work: "/c/l/0002/work/etc"}
+	if !ok || !reflect.DeepEqual(m, want) {
+		t.Errorf("legacy: %+v %v", m, ok)
+	}
+	for _, p := range []string{"/r/var", "/r/opt", "/nowhere"} {
+		if _, ok := FromMount(tab.Lookup(p)); ok {
+			t.Errorf("%s read as an ovpkg overlay", p)
+		}
 	}
 }

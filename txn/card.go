@@ -289,7 +289,7 @@ var CrashPoints = []string{
 	"begin-journal", "begin-layer", "restack-down", "begin-restacked",
 	"pm", "commit-stack", "commit-history", "commit-journal", "commit-working",
 	"squash-copy", "squash-stack", "squash-cleanup",
-	"abort-restacked", "flatten-copy", "rollback-switched",
+	"abort-restacked", "flatten-copy", "rollback-switched", "detach-first",
 }
 
 // crash SIGKILLs the process when OVPKG_TEST_CRASH_AT names step.

@@ -147,6 +147,9 @@ func (c *Card) restackDetached(tab mount.Table, up, next []overlay.Mount, ids []
 				failed = err
 				break
 			}
+			if i == 0 {
+				crash("detach-first") // one directory restacked, the others not yet
+			}
 		}
 	} else {
 		for i := range up {

@@ -695,3 +695,46 @@ echo CLEAN
 	t.Log(r.Stdout)
 	want(t, r, "CLEAN")
 }
+
+// A transaction killed in the middle of a restack that detaches held
+// overlays (one directory already on the new stack, the others still on
+// the old one; the mount record already names the new stack), and at the
+// other steps while overlays are held: the next ovmount finds a
+// consistent card, the transaction's file is not visible, no held upper
+// is reused, and once the holders are gone eject leaves nothing.
+func TestE2EBusyCrashDuringRestack(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`
+ovmount $O >/dev/null
+t $R/usr/bin/a A
+cp /bin/sleep $R/usr/bin/sleepy
+` + heldHelpers)
+	for i, step := range []string{"detach-first", "begin-restacked", "pm", "commit-stack", "commit-history"} {
+		committed := step == "commit-history" // the stack file is written between these two
+		fmt.Fprintf(&b, `
+echo "== %[1]s"
+hold
+v0=$(view)
+if OVPKG_TEST_CRASH_AT=%[1]s ovpkg __txn-test $O $R/usr/bin/x%[2]d X > $D/out 2>&1; then cat $D/out; echo "crash point %[1]s not reached"; exit 1; fi
+ovmount $O > $D/msg 2>&1 || { cat $D/out $D/msg; grep overlay /proc/self/mountinfo; exit 1; }
+cat $D/msg
+if [ %[3]v = true ]; then
+	[ -e $R/usr/bin/x%[2]d ] || { echo "%[1]s: committed transaction lost"; exit 1; }
+else
+	[ ! -e $R/usr/bin/x%[2]d ] || { echo "%[1]s: interrupted transaction visible"; exit 1; }
+	[ "$(view)" = "$v0" ] || { echo "%[1]s: view changed"; exit 1; }
+	grep -q "was interrupted" $D/msg
+fi
+consistentHeld; uppersOK
+`, step, i, committed)
+	}
+	b.WriteString(`
+kill $pids; for p in $pids; do wait $p 2>/dev/null || true; done; pids=""; held=""
+t $R/usr/bin/z Z
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	r := mustRun(t, b.String())
+	want(t, r, "CLEAN")
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
+	"github.com/ovpkg/ovpkg/overlay"
 )
 
 // DefaultLayerLimit is the number of layers past which Commit squashes the
@@ -313,6 +314,34 @@ func (e *UndoneError) Error() string {
 
 func (e *UndoneError) Unwrap() error { return e.Err }
 
+// onStack says whether the recorded overlays are exactly those the stack
+// implies (same layer list, and per directory the same upper and lowers).
+// An interrupted restack can leave the record's layer list right but some
+// directories on other layers (ovmount adopts what it finds mounted).
+func (c *Card) onStack(stack []string) (bool, error) {
+	if !slices.Equal(c.Rec.Layers, stack) {
+		return false, nil
+	}
+	if len(stack) == 0 {
+		return true, nil
+	}
+	want, err := c.mountsFor(stack)
+	if err != nil {
+		return false, err
+	}
+	have := map[string]overlay.Mount{}
+	for _, m := range c.Rec.Overlays {
+		have[filepath.Clean(m.Target)] = m
+	}
+	for _, w := range want {
+		h, ok := have[filepath.Clean(w.Target)]
+		if !ok || filepath.Clean(h.Upper) != filepath.Clean(w.Upper) || !slices.Equal(h.Lowers, w.Lowers) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
 // Recover finishes or undoes what an interrupted command left: live
 // overlays not on the committed stack are restacked onto it, layer
 // directories the stack does not list are deleted, the journal is
@@ -334,9 +363,18 @@ func (c *Card) Recover() error {
 	if err != nil {
 		return err
 	}
-	if up := c.live(tab); len(up) > 0 && !slices.Equal(c.Rec.Layers, stack) {
+	onStack, err := c.onStack(stack)
+	if err != nil {
+		return err
+	}
+	if up := c.live(tab); len(up) > 0 && !onStack {
 		if err := c.restackOnto(stack); err != nil {
 			return fmt.Errorf("an interrupted transaction left the overlays on layers %v but the card's stack is %v, and they cannot be restacked now: %w", c.Rec.Layers, stack, err)
+		}
+		// Restacking while the old upper is held puts a fresh working
+		// layer on top of the stack: read it again.
+		if stack, err = c.Stack(); err != nil {
+			return err
 		}
 	} else if len(up) == 0 && !slices.Equal(c.Rec.Layers, stack) && len(c.Rec.Overlays) > 0 {
 		ms, err := c.mountsFor(stack)
