@@ -297,6 +297,22 @@ checkClean
 	want(t, r, "overlays: 2", "overlays after ovmount: 4", "overlays after eject: 0", "CLEAN")
 }
 
+// ovmount killed right after it mounted the card (before any overlay):
+// the record written before the mount lets the next ovmount finish the
+// job, and eject take everything down.
+func TestE2EKilledAfterCardMount(t *testing.T) {
+	r := mustRun(t, `
+if OVPKG_TEST_CRASH_AT=card-mounted ovmount --root $R; then echo "crash point not reached"; exit 1; fi
+echo "overlays: $(overlays)"
+ovmount --root $R
+echo "overlays after ovmount: $(overlays)"
+eject --root $R >/dev/null
+echo "overlays after eject: $(overlays)"
+checkClean
+`)
+	want(t, r, "overlays: 0", "overlays mounted again", "overlays after ovmount: 4", "overlays after eject: 0", "CLEAN")
+}
+
 func TestE2ELockNamesHolder(t *testing.T) {
 	r := mustRun(t, `
 echo "$$ ovpkg install demo" > /run/ovpkg/lock

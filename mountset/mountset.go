@@ -314,7 +314,7 @@ func (r *Record) state(tab mount.Table) []overlay.Mount {
 	switch {
 	case !cardOK && len(up) == 0:
 		r.State = StateGone
-	case cardOK && len(up) == len(r.Overlays):
+	case cardOK && len(r.Overlays) > 0 && len(up) == len(r.Overlays):
 		r.State = StateMounted
 	case cardOK && len(up) == 0:
 		r.State = StateCardOnly

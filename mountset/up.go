@@ -14,6 +14,7 @@ import (
 	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/image"
+	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/loop"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
@@ -165,6 +166,21 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 	if fstype == "" {
 		fstype = "ext2"
 	}
+	// Record before mounting: if ovmount is killed once the card is
+	// mounted, the next ovmount finds the card mounted as recorded and
+	// finishes the job (or eject takes it down) instead of meeting a mount
+	// it knows nothing about. Killed before the mount, the record names
+	// nothing mounted and is dropped; the autoclear loop device goes with
+	// this process's descriptor.
+	rec := &Record{
+		Config: e.cfgPath, Image: e.image, UUID: info.UUID, Loop: dev.Path,
+		Offset: info.PartStart, SizeLimit: info.PartSize,
+		CardMount: e.mountPoint, Root: e.root, Dirs: dirs,
+		MountedAt: time.Now().UTC(), PID: os.Getpid(),
+	}
+	if err := writeRecord(e.runDir, rec); err != nil {
+		return nil, err
+	}
 	err = mount.Mount(dev.Path, e.mountPoint, fstype, CardFlags, CardData)
 	if errors.Is(err, unix.ENODEV) && fstype != "ext4" {
 		// A kernel built with ext4 handling ext2 (CONFIG_EXT4_USE_FOR_EXT2
@@ -179,13 +195,7 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 	if err := dev.Close(); err != nil {
 		return nil, err
 	}
-
-	rec := &Record{
-		Config: e.cfgPath, Image: e.image, UUID: info.UUID, Loop: dev.Path,
-		Offset: info.PartStart, SizeLimit: info.PartSize,
-		CardMount: e.mountPoint, Root: e.root, Dirs: dirs,
-		MountedAt: time.Now().UTC(), PID: os.Getpid(),
-	}
+	faults.Crash("card-mounted")
 	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
 	if err := stackOnCard(opt, e, rec, nil); err != nil {
 		return nil, err

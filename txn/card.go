@@ -9,13 +9,13 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/busy"
 	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/internal/atomicfile"
+	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/internal/selfexec"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
@@ -282,7 +282,7 @@ func writeAtomic(p string, data []byte) error { return atomicfile.Write(p, data,
 func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
 // CrashEnv names the environment variable of the crash points.
-const CrashEnv = "OVPKG_TEST_CRASH_AT"
+const CrashEnv = faults.CrashEnv
 
 // CrashPoints are the steps OVPKG_TEST_CRASH_AT may name.
 var CrashPoints = []string{
@@ -293,13 +293,7 @@ var CrashPoints = []string{
 }
 
 // crash SIGKILLs the process when OVPKG_TEST_CRASH_AT names step.
-func crash(step string) {
-	if v := os.Getenv(CrashEnv); v != "" && v == step {
-		syscall.Sync()
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {}
-	}
-}
+func crash(step string) { faults.Crash(step) }
 
 // Crash is crash for callers outside the package (the test verb).
 func Crash(step string) { crash(step) }

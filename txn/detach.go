@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
 	"github.com/ovpkg/ovpkg/overlay"
@@ -262,14 +263,7 @@ func (c *Card) Lingering() ([]mountset.Lingering, error) {
 	return still, err
 }
 
-// FailEnv names the environment variable that makes a step fail (tests):
-// "detach-mount-N" fails the N-th new mount of a detaching restack, after
-// the old overlay there was taken off.
-const FailEnv = "OVPKG_TEST_FAIL_AT"
+// FailEnv names the environment variable that makes a step fail (tests).
+const FailEnv = faults.FailEnv
 
-func testFail(step string) error {
-	if v := os.Getenv(FailEnv); v != "" && v == step {
-		return unix.EIO
-	}
-	return nil
-}
+func testFail(step string) error { return faults.Fail(step) }
