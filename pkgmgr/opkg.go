@@ -158,7 +158,7 @@ func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*
 		plan.Paths[info.Pkg.Key()], plan.Dirs[info.Pkg.Key()] = info.Paths, info.Dirs
 		plan.Archives = append(plan.Archives, a)
 	}
-	return o.planNoaction(ctx, plan, local, "install", args)
+	return o.planAndFetch(ctx, plan, local, "install", args, download)
 }
 
 // PlanUpgrade resolves `opkg upgrade ARGS` with --noaction.
@@ -167,7 +167,80 @@ func (o *Opkg) PlanUpgrade(ctx context.Context, args []string, download bool) (*
 		return nil, err
 	}
 	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
-	return o.planNoaction(ctx, plan, map[string]bool{}, "upgrade", args)
+	return o.planAndFetch(ctx, plan, map[string]bool{}, "upgrade", args, download)
+}
+
+// planAndFetch is planNoaction and, with download, `opkg download` of
+// every archive package the plan installs, read with ReadIpk, so that
+// CheckPaths sees their paths before anything is installed (as dpkg-deb -c
+// does for apt).
+func (o *Opkg) planAndFetch(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string, download bool) (*Plan, error) {
+	plan, err := o.planNoaction(ctx, plan, local, verb, args)
+	if err != nil || !download {
+		return plan, err
+	}
+	var names []string
+	for _, p := range plan.Install {
+		if _, known := plan.Paths[p.Key()]; !known {
+			names = append(names, p.Name)
+		}
+	}
+	if len(names) == 0 {
+		return plan, nil
+	}
+	return plan, o.fetch(ctx, plan, names)
+}
+
+// OpkgDownloadDir is where ovpkg has opkg download archives to read them
+// before installing, relative to the root (under /var: on the card).
+const OpkgDownloadDir = "var/cache/ovpkg-download"
+
+// fetch runs `opkg download NAMES` in OpkgDownloadDir (opkg downloads to
+// its working directory) and fills in the plan's paths from the archives.
+// The archives are listed in plan.Fetched, for the caller to delete.
+func (o *Opkg) fetch(ctx context.Context, plan *Plan, names []string) error {
+	dir := filepath.Join(o.root, OpkgDownloadDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("download directory: %w", err)
+	}
+	old, _ := filepath.Glob(filepath.Join(dir, "*.ipk"))
+	for _, f := range old { // ours alone: left by an interrupted run
+		os.Remove(f)
+	}
+	argv := append([]string{"sh", "-c", `cd "$0" && exec opkg download "$@"`, "/" + OpkgDownloadDir}, names...)
+	if _, _, err := o.x(ctx, argv); err != nil {
+		return fmt.Errorf("downloading %s: %w", strings.Join(names, " "), err)
+	}
+	got, _ := filepath.Glob(filepath.Join(dir, "*.ipk"))
+	plan.Fetched = append(plan.Fetched, got...)
+	byName := map[string]int{}
+	for i, p := range plan.Install {
+		byName[p.Name] = i
+	}
+	for _, f := range got {
+		r, err := os.Open(f)
+		if err != nil {
+			return err
+		}
+		info, err := ReadIpk(r)
+		r.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w: %v", filepath.Base(f), ErrBadArchive, err)
+		}
+		i, ok := byName[info.Pkg.Name]
+		if !ok {
+			continue
+		}
+		k := plan.Install[i].Key()
+		plan.Paths[k], plan.Dirs[k] = info.Paths, info.Dirs
+		plan.Archives = append(plan.Archives, f)
+	}
+	for _, n := range names {
+		if _, ok := plan.Paths[plan.Install[byName[n]].Key()]; !ok {
+			return fmt.Errorf("opkg download did not fetch %s, so its paths cannot be checked: %w", n, ErrUnknownPackage)
+		}
+	}
+	return nil
 }
 
 func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string) (*Plan, error) {

@@ -556,3 +556,53 @@ func TestOpkgPlanRemoveTakesDependants(t *testing.T) {
 		t.Errorf("unknown package: %v", err)
 	}
 }
+
+// With download, the opkg adapter fetches the archive packages of the plan
+// (`opkg download`, in its own directory under the root) and reads their
+// paths, so CheckPaths refuses a package that writes outside the overlaid
+// directories before anything is installed.
+func TestOpkgPlanInstallDownloadsAndChecksPaths(t *testing.T) {
+	root := t.TempDir()
+	noaction, _ := os.ReadFile("testdata/opkg-noaction.txt")
+	var calls []string
+	answers := fakeExec(t, map[string]string{
+		"opkg --noaction install": string(noaction),
+		"opkg info luci-app-foo luci-lib-bar": "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\n\n" +
+			"Package: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\n",
+	}, &calls)
+	x := func(ctx context.Context, argv []string) ([]byte, []byte, error) {
+		if argv[0] != "sh" {
+			return answers(ctx, argv)
+		}
+		calls = append(calls, strings.Join(argv, " "))
+		dir := filepath.Join(root, OpkgDownloadDir)
+		writeIpk(t, filepath.Join(dir, "luci-app-foo_git_all.ipk"), "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nArchitecture: all\n",
+			map[string]string{"./usr/lib/lua/foo.lua": "x"})
+		writeIpk(t, filepath.Join(dir, "luci-lib-bar_1.0-1_all.ipk"), "Package: luci-lib-bar\nVersion: 1.0-1\nArchitecture: all\n",
+			map[string]string{"./boot/bar.img": "x"})
+		return nil, nil, nil
+	}
+	plan, err := NewOpkg(root, x).PlanInstall(context.Background(), []string{"luci-app-foo"}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(calls, "\n"), "opkg download \"$@\" /"+OpkgDownloadDir+" luci-app-foo luci-lib-bar") {
+		t.Errorf("no opkg download of both packages in its directory:\n%s", strings.Join(calls, "\n"))
+	}
+	if len(plan.Fetched) != 2 || len(plan.Paths["luci-app-foo"]) != 1 || len(plan.Paths["luci-lib-bar"]) != 1 {
+		t.Fatalf("plan paths %v fetched %v", plan.Paths, plan.Fetched)
+	}
+	err = CheckPaths(root, []string{"usr", "etc", "var"}, plan)
+	var oe *OutsideError
+	if !errors.As(err, &oe) || oe.Package != "luci-lib-bar" {
+		t.Errorf("CheckPaths = %v, want luci-lib-bar refused for boot/bar.img", err)
+	}
+	// Without download nothing is fetched (the dry run is enough for sizes).
+	calls = nil
+	if _, err := NewOpkg(root, x).PlanInstall(context.Background(), []string{"luci-app-foo"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(strings.Join(calls, "\n"), "download") {
+		t.Errorf("downloaded without being asked: %q", calls)
+	}
+}
