@@ -12,9 +12,10 @@ func rollbackCommand() *cli.Command {
 		Name:      "rollback",
 		Usage:     "drop the newest N transactions (default 1), live, without a reboot",
 		UsageText: "ovpkg rollback [--config FILE] [--root DIR] [--json] [N]",
-		Description: `Drops the newest N layers of the card: the overlays are remounted without them (so
-nothing may hold a file on them; the processes that do are named), then the layers are
-deleted. The bottom layer, which holds what the card had before the first transaction (or
+		Description: `Drops the newest N layers of the card: the overlays are remounted without them, then
+the layers are deleted. Processes that hold files on the overlays keep the old view until they
+exit (ovpkg names them; the old overlays are detached, and eject waits for them); a layer such
+a process may still write to is deleted only once it is free. The bottom layer, which holds what the card had before the first transaction (or
 what commit squashed together), cannot be rolled back.
 
 Exit status: 0 ok, 1 failure (nothing changed), 2 usage.`,
