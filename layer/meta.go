@@ -23,7 +23,8 @@ func IsWhiteout(st *unix.Stat_t) bool {
 
 // MakeWhiteout creates an overlay whiteout at path.
 func MakeWhiteout(path string) error {
-	if err := unix.Mknod(path, unix.S_IFCHR|0, 0); err != nil {
+	// A whiteout is a character device 0:0 with mode 0000.
+	if err := unix.Mknod(path, unix.S_IFCHR, 0); err != nil {
 		return &os.PathError{Op: "mknod whiteout", Path: path, Err: err}
 	}
 	return nil

@@ -198,13 +198,7 @@ func Down(opt Options) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
-	var ovDevs []uint64
-	for _, m := range rec.Overlays {
-		if o := tab.OverlayUsingUpper(m.Upper); o != nil && o.Mountpoint == filepath.Clean(m.Target) {
-			ovDevs = append(ovDevs, mount.Dev(o))
-		}
-	}
-	if err := leaveMounts(ovDevs, targets(rec)); err != nil {
+	if err := leaveMounts(OverlayDevs(tab, rec.Overlays), targets(rec)); err != nil {
 		return nil, err
 	}
 	unlock, rec, tab, up, err := lockedState(e)

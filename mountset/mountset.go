@@ -358,14 +358,21 @@ func Current(opt Options) (*Record, error) {
 
 // devices returns the st_dev numbers of r's live overlays and card mount.
 func (r *Record) devices(tab mount.Table) []uint64 {
+	devs := OverlayDevs(tab, r.Overlays)
+	if c := tab.Lookup(r.CardMount); c != nil && c.Source == r.Loop {
+		devs = append(devs, mount.Dev(c))
+	}
+	return devs
+}
+
+// OverlayDevs returns the device numbers (st_dev) of those of ms that are
+// mounted at their target in tab: what busy.Scan and selfexec look for.
+func OverlayDevs(tab mount.Table, ms []overlay.Mount) []uint64 {
 	var devs []uint64
-	for _, m := range r.Overlays {
+	for _, m := range ms {
 		if o := tab.OverlayUsingUpper(m.Upper); o != nil && o.Mountpoint == filepath.Clean(m.Target) {
 			devs = append(devs, mount.Dev(o))
 		}
-	}
-	if c := tab.Lookup(r.CardMount); c != nil && c.Source == r.Loop {
-		devs = append(devs, mount.Dev(c))
 	}
 	return devs
 }

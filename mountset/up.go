@@ -280,15 +280,6 @@ func mountedAt(ms []overlay.Mount, target string) (overlay.Mount, bool) {
 	return overlay.Mount{}, false
 }
 
-func containsUpper(ms []overlay.Mount, upper string) bool {
-	for _, m := range ms {
-		if filepath.Clean(m.Upper) == filepath.Clean(upper) {
-			return true
-		}
-	}
-	return false
-}
-
 // restack mounts the overlays of a record whose card is still mounted
 // (after uovmount, or when some overlays were unmounted by hand).
 func restack(opt Options, e *env, rec *Record, tab mount.Table, up []overlay.Mount) (*Record, error) {

@@ -40,8 +40,8 @@ func (a *Apt) ParseStatus(source string, r io.Reader) ([]Package, error) {
 
 // Files reads var/lib/dpkg/info/<pkg>.list (or <pkg>:<arch>.list).
 func (a *Apt) Files(pkg string) ([]string, error) {
-	if err := checkNames([]string{pkg}); err != nil || strings.Contains(pkg, "/") {
-		return nil, fmt.Errorf("%q is not a package name", pkg)
+	if err := checkPackageName(pkg); err != nil {
+		return nil, err
 	}
 	info := filepath.Join(a.root, "var/lib/dpkg/info")
 	cands := []string{filepath.Join(info, pkg+".list")}

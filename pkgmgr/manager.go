@@ -213,6 +213,15 @@ func IsFileArg(a string) bool {
 
 func isFileArg(a string) bool { return IsFileArg(a) }
 
+// checkPackageName refuses anything but a plain package name (Files
+// builds a path from it).
+func checkPackageName(pkg string) error {
+	if err := checkNames([]string{pkg}); err != nil || strings.Contains(pkg, "/") {
+		return fmt.Errorf("%q is not a package name", pkg)
+	}
+	return nil
+}
+
 // checkNames refuses arguments that would be read as options.
 func checkNames(args []string) error {
 	for _, a := range args {

@@ -62,8 +62,8 @@ func (o *Opkg) ParseStatus(source string, r io.Reader) ([]Package, error) {
 
 // Files reads <state dir>/info/<pkg>.list.
 func (o *Opkg) Files(pkg string) ([]string, error) {
-	if err := checkNames([]string{pkg}); err != nil || strings.Contains(pkg, "/") {
-		return nil, fmt.Errorf("%q is not a package name", pkg)
+	if err := checkPackageName(pkg); err != nil {
+		return nil, err
 	}
 	p := filepath.Join(o.root, o.stateDir, "info", pkg+".list")
 	f, err := os.Open(p)
@@ -315,7 +315,7 @@ func ReadIpk(r io.Reader) (*IpkInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	members := map[string][]byte{}
+	var members map[string][]byte
 	if bytes.HasPrefix(data, []byte("!<arch>\n")) {
 		members, err = readAr(data)
 	} else {

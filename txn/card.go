@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -113,16 +112,8 @@ func (c *Card) mountsFor(ids []string) ([]overlay.Mount, error) {
 	return ms, nil
 }
 
-// devs returns the st_dev of the live overlays.
-func devsOf(tab mount.Table, ms []overlay.Mount) []uint64 {
-	var devs []uint64
-	for _, m := range ms {
-		if o := tab.OverlayUsingUpper(m.Upper); o != nil {
-			devs = append(devs, mount.Dev(o))
-		}
-	}
-	return devs
-}
+// devsOf returns the st_dev of the live overlays among ms.
+func devsOf(tab mount.Table, ms []overlay.Mount) []uint64 { return mountset.OverlayDevs(tab, ms) }
 
 // LeaveMounts re-executes the running program from memory when its
 // binary lives on one of the card's overlays (it would pin them), and
@@ -297,5 +288,3 @@ func crash(step string) { faults.Crash(step) }
 
 // Crash is crash for callers outside the package (the test verb).
 func Crash(step string) { crash(step) }
-
-func itoa(n int) string { return strconv.Itoa(n) }
