@@ -150,5 +150,12 @@ func ovpkgCommands() []*cli.Command {
 	}
 	cmds = append(cmds, packageCommands()...)
 	cmds = append(cmds, txnCommands()...)
+	for _, mk := range testCommands {
+		cmds = append(cmds, mk())
+	}
 	return cmds
 }
+
+// testCommands are hidden verbs that only builds with the
+// ovpkg_testhooks tag register (app/*_testhooks.go).
+var testCommands []func() *cli.Command

@@ -272,10 +272,8 @@ func writeAtomic(p string, data []byte) error { return atomicfile.Write(p, data,
 
 func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 
-// CrashEnv names the environment variable of the crash points.
-const CrashEnv = faults.CrashEnv
-
-// CrashPoints are the steps OVPKG_TEST_CRASH_AT may name.
+// CrashPoints are the steps the crash fault point may name (builds with
+// the ovpkg_testhooks tag only; see internal/faults).
 var CrashPoints = []string{
 	"begin-journal", "begin-layer", "restack-down", "begin-restacked",
 	"pm", "commit-stack", "commit-history", "commit-journal", "commit-working",
@@ -283,7 +281,7 @@ var CrashPoints = []string{
 	"abort-restacked", "flatten-copy", "rollback-switched", "detach-first",
 }
 
-// crash SIGKILLs the process when OVPKG_TEST_CRASH_AT names step.
+// crash is the fault point of step (a no-op in the product).
 func crash(step string) { faults.Crash(step) }
 
 // Crash is crash for callers outside the package (the test verb).

@@ -263,7 +263,4 @@ func (c *Card) Lingering() ([]mountset.Lingering, error) {
 	return still, err
 }
 
-// FailEnv names the environment variable that makes a step fail (tests).
-const FailEnv = faults.FailEnv
-
 func testFail(step string) error { return faults.Fail(step) }

@@ -41,8 +41,9 @@
 // running ovpkg itself is re-executed from memory first when its binary
 // lives on an overlay.
 //
-// Crash points for tests: OVPKG_TEST_CRASH_AT=<step> makes the process
-// SIGKILL itself at that step (see CrashPoints).
+// Crash points for tests (builds with the ovpkg_testhooks tag only, see
+// internal/faults): each named step can make the process SIGKILL itself
+// there (see CrashPoints).
 //
 // txn does not mount the card or decide the overlaid directories
 // (mountset), does not run the package manager (app, pkgmgr) and does not

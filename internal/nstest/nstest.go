@@ -31,9 +31,14 @@ func ModuleRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Bin builds the multi-call binary (CGO_ENABLED=0, as shipped) once per
-// test process and returns the directory holding it and a link for every
-// tool name. Set OVPKG_TEST_BIN to use an already built directory.
+// TestTags are the build tags of the binary the tests run: the product's
+// plus ovpkg_testhooks (fault points and test verbs, see internal/faults).
+const TestTags = "urfave_cli_no_docs ovpkg_testhooks"
+
+// Bin builds the multi-call binary (CGO_ENABLED=0, as shipped, plus the
+// test hooks) once per test process and returns the directory holding it
+// and a link for every tool name. Set OVPKG_TEST_BIN to use an already
+// built directory (`make test` builds bin-test/ with TestTags).
 func Bin(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("OVPKG_TEST_BIN"); d != "" {
@@ -45,7 +50,7 @@ func Bin(t testing.TB) string {
 			buildErr = err
 			return
 		}
-		cmd := exec.Command("go", "build", "-tags", "urfave_cli_no_docs", "-o", filepath.Join(dir, "ovpkg"), "./cmd/ovpkg")
+		cmd := exec.Command("go", "build", "-tags", TestTags, "-o", filepath.Join(dir, "ovpkg"), "./cmd/ovpkg")
 		cmd.Dir = ModuleRoot()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -66,21 +71,40 @@ func Bin(t testing.TB) string {
 	return buildDir
 }
 
-// RequireRoot skips the test with a clear message unless running as root.
+// CI reports whether the tests run under CI ($CI set and not "false"),
+// where a test that cannot run is a failure, not a skip.
+func CI() bool {
+	v := os.Getenv("CI")
+	return v != "" && v != "false" && v != "0"
+}
+
+// Skip skips the test with the reason, or fails it when CI is set: under
+// CI a missing tool, root or network is a broken test bed, not a pass.
+func Skip(t testing.TB, format string, a ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, a...)
+	if CI() {
+		t.Fatalf("cannot run under CI: %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// RequireRoot skips the test with a clear message unless running as root
+// (fails under CI).
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root (loop devices and mounts); run `make test` as root, as CI does")
+		Skip(t, "needs root (loop devices and mounts); run `make test` as root, as CI does")
 	}
 }
 
 // Need skips the test when one of the programs it uses to verify is
-// missing (make test installs them).
+// missing (make test installs them); fails under CI.
 func Need(t testing.TB, progs ...string) {
 	t.Helper()
 	for _, p := range progs {
 		if _, err := exec.LookPath(p); err != nil {
-			t.Skipf("needs %s (run `make test-deps`)", p)
+			Skip(t, "needs %s (run `make test-deps`)", p)
 		}
 	}
 }

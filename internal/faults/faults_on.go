@@ -1,0 +1,35 @@
+//go:build ovpkg_testhooks
+
+package faults
+
+import (
+	"os"
+	"syscall"
+)
+
+// Enabled reports whether this build carries the test hooks.
+const Enabled = true
+
+// CrashEnv and FailEnv name the environment variables.
+const (
+	CrashEnv = "OVPKG_TEST_CRASH_AT"
+	FailEnv  = "OVPKG_TEST_FAIL_AT"
+)
+
+// Crash SIGKILLs the process when $OVPKG_TEST_CRASH_AT names step, after
+// a sync so that what was written is on disk as after a real crash.
+func Crash(step string) {
+	if v := os.Getenv(CrashEnv); v != "" && v == step {
+		syscall.Sync()
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {}
+	}
+}
+
+// Fail returns EIO when $OVPKG_TEST_FAIL_AT names step.
+func Fail(step string) error {
+	if v := os.Getenv(FailEnv); v != "" && v == step {
+		return syscall.EIO
+	}
+	return nil
+}
