@@ -16,7 +16,13 @@ TOOLS     := mkoverlay ovmount uovmount eject
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
-             unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3
+             unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3 \
+             qemu-mipsel-static:qemu-user-static
+# Debian packages ../shared/pm-src/build.sh needs to build the real opkg
+# and apk (internal/owrttest builds them once per machine with NO_APT=1,
+# so that no test installs anything).
+PMBUILDDEBS := build-essential cmake pkg-config libjson-c-dev meson ninja-build libssl-dev zlib1g-dev \
+             libzstd-dev lua5.3 gzip file
 
 .PHONY: all build build-test demo test test-deps vet bench install cross man clean
 
@@ -40,12 +46,17 @@ demo: build
 	unshare --mount --propagation private -- bash scripts/demo.sh
 
 # Install what the tests use to verify, with apt-get, only when missing.
+# Without recommends: qemu-user-static recommends binfmt-support, which
+# would register qemu with the host's binfmt_misc (tests run qemu-*-static
+# explicitly and never change binfmt).
 test-deps:
 	@missing=""; for p in $(TESTPROGS); do \
 	  command -v $${p%%:*} >/dev/null 2>&1 || missing="$$missing $${p##*:}"; done; \
+	for p in $(PMBUILDDEBS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing:$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else echo "not root: install$$missing by hand"; fi; \
 	fi
 
