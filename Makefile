@@ -5,13 +5,10 @@ PREFIX    ?= /usr/local
 DESTDIR   ?=
 VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -s -w -X github.com/ovpkg/ovpkg/app.Version=$(VERSION)
-# urfave_cli_no_docs leaves the man/markdown renderer (and its markdown
-# library) out of the product: -340 KB and -0.4 ms at every start. The man
-# pages come from internal/mangen, built without the tag.
-GOFLAGS_B := -trimpath -buildvcs=false -tags urfave_cli_no_docs
+GOFLAGS_B := -trimpath -buildvcs=false
 # The tests run a build with the test hooks (fault points, test verbs:
 # internal/faults); the product (bin/, dist/) never has them.
-TESTTAGS  := urfave_cli_no_docs ovpkg_testhooks
+TESTTAGS  := ovpkg_testhooks
 TOOLS     := mkoverlay ovmount uovmount eject
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.

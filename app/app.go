@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 )
 
 // Version is set at link time (-X github.com/ovpkg/ovpkg/app.Version=...).
@@ -103,8 +103,6 @@ func newApp(name string, stdout, stderr io.Writer) *cli.App {
 	a.Version = Version
 	a.Writer = stdout
 	a.ErrWriter = stderr
-	a.HideHelpCommand = true
-	a.EnableBashCompletion = false
 	a.ExitErrHandler = func(*cli.Context, error) {} // report() decides
 	a.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
 		return &UsageError{Msg: err.Error()}
@@ -118,16 +116,14 @@ func report(name string, err error, stderr io.Writer) int {
 		return ExitOK
 	}
 	var ue *UsageError
+	var cue *cli.UsageError
 	var ec cli.ExitCoder
 	code := ExitFailure
 	switch {
-	case errors.As(err, &ue):
+	case errors.As(err, &ue), errors.As(err, &cue):
 		code = ExitUsage
 	case errors.As(err, &ec):
 		code = ec.ExitCode()
-	case strings.HasPrefix(err.Error(), "flag provided but not defined"),
-		strings.HasPrefix(err.Error(), "invalid value"):
-		code = ExitUsage
 	}
 	msg := strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
 	if msg != "" {

@@ -1,4 +1,4 @@
-// Package app is the command-line face of the suite: one urfave/cli
+// Package app is the command-line face of the suite: one internal/cli
 // application that answers to the name it was started under (mkoverlay,
 // ovmount, uovmount, eject, ovpkg), one cli.Command per file.
 //

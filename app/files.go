@@ -5,7 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 )
 
 func filesCommand() *cli.Command {

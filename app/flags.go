@@ -1,7 +1,7 @@
 package app
 
 import (
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 
 	"github.com/ovpkg/ovpkg/config"
 )
@@ -10,13 +10,13 @@ import (
 var (
 	configFlag = &cli.StringFlag{
 		Name:    "config",
-		Usage:   "configuration file (default $" + config.EnvVar + " or " + config.DefaultPath + ")",
+		Usage:   "configuration `FILE` (default $" + config.EnvVar + " or " + config.DefaultPath + ")",
 		EnvVars: nil,
 	}
 	rootFlag = &cli.StringFlag{
 		Name:  "root",
 		Value: "/",
-		Usage: "overlay the directories of this root instead of /",
+		Usage: "overlay the directories of this root `DIR` instead of /",
 	}
 	jsonFlag = &cli.BoolFlag{
 		Name:  "json",

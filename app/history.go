@@ -6,7 +6,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 
 	"github.com/ovpkg/ovpkg/mountset"
 	"github.com/ovpkg/ovpkg/txn"

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/config"
@@ -72,11 +72,6 @@ type mkoverlayResult struct {
 
 func runMkoverlay(c *cli.Context) (retErr error) {
 	args := c.Args().Slice()
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") && len(a) > 1 && !(a[1] >= '0' && a[1] <= '9') {
-			return usagef("option %s must come before SIZE and IMAGE", a)
-		}
-	}
 	if len(args) != 2 {
 		return usagef("expected SIZE and IMAGE (e.g. mkoverlay 128 /mnt/card.img), got %d argument(s)", len(args))
 	}

@@ -39,7 +39,8 @@ func TestMkoverlayCreatesAndRecords(t *testing.T) {
 	conf := filepath.Join(dir, "ovpkg.conf")
 	os.WriteFile(conf, []byte("# mine\nMOUNTPOINT=/overlay\nSD_ROOTFS=/old/card.img\nOTHER='keep me'\n"), 0o600)
 	img := filepath.Join(dir, "card.img")
-	code, out, errs := runTool("mkoverlay", "--config", conf, "--label", "mycard", "--json", "64M", img)
+	// Options may come before, between and after the arguments.
+	code, out, errs := runTool("mkoverlay", "--config", conf, "64M", "--label", "mycard", img, "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
@@ -139,7 +140,7 @@ func TestMkoverlayBadInput(t *testing.T) {
 		{"no args", []string{}, 2, "expected SIZE and IMAGE"},
 		{"one arg", []string{"128"}, 2, "expected SIZE and IMAGE"},
 		{"three args", []string{"128", img, "extra"}, 2, "expected SIZE and IMAGE"},
-		{"flag after args", []string{"128", img, "--force"}, 2, "must come before"},
+		{"unknown flag after args", []string{"128", img, "--forse"}, 2, "flag provided but not defined: --forse"},
 		{"bad fs", []string{"--fs", "xfs", "128", img}, 2, "ext2 or ext4"},
 		{"long label", []string{"--label", "a-label-longer-than-16", "128", img}, 2, "longer than 16"},
 		{"bad uuid", []string{"--uuid", "xyz", "128", img}, 2, "UUID"},

@@ -16,7 +16,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/busy"

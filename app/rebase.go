@@ -4,7 +4,7 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 
 	"github.com/ovpkg/ovpkg/txn"
 )

@@ -4,7 +4,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 )
 
 func rollbackCommand() *cli.Command {

@@ -8,7 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/ovpkg/ovpkg/internal/cli"
 
 	"github.com/ovpkg/ovpkg/mountset"
 	"github.com/ovpkg/ovpkg/txn"

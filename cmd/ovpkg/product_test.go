@@ -20,7 +20,7 @@ func TestProductHasNoTestHooks(t *testing.T) {
 		exe = filepath.Join(bin, "ovpkg")
 	} else {
 		exe = filepath.Join(t.TempDir(), "ovpkg")
-		cmd := exec.Command("go", "build", "-trimpath", "-tags", "urfave_cli_no_docs", "-o", exe, ".")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", exe, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("go build: %v\n%s", err, out)

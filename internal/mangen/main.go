@@ -1,5 +1,3 @@
-//go:build !urfave_cli_no_docs
-
 // Command mangen writes a section-8 man page for every tool name into the
 // directory given as its argument (make man). It lives outside the product
 // binary so that the man-page renderer is not linked into it.

@@ -33,7 +33,7 @@ func ModuleRoot() string {
 
 // TestTags are the build tags of the binary the tests run: the product's
 // plus ovpkg_testhooks (fault points and test verbs, see internal/faults).
-const TestTags = "urfave_cli_no_docs ovpkg_testhooks"
+const TestTags = "ovpkg_testhooks"
 
 // Bin builds the multi-call binary (CGO_ENABLED=0, as shipped, plus the
 // test hooks) once per test process and returns the directory holding it
