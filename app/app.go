@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
+	"github.com/ovpkg/ovpkg/subhost"
 )
 
 // Version is set at link time (-X github.com/ovpkg/ovpkg/app.Version=...).
@@ -35,6 +36,10 @@ var tools = map[string]func() *cli.Command{
 	"ovmount":   ovmountCommand,
 	"uovmount":  uovmountCommand,
 	"eject":     ejectCommand,
+	// overlay-boot's names (issue 12).
+	"overlay-boot": overlayBootCommand,
+	"overlay-go":   overlayGoCommand,
+	"overlay-stop": overlayStopCommand,
 }
 
 // Main runs the suite with args (args[0] chooses the tool) and returns the
@@ -49,6 +54,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		name = filepath.Base(args[0])
 	}
+	if name == subhost.InitArg0 {
+		return subhost.InitMain() // a subhost's PID 1, started by its supervisor
+	}
 	a := newApp(name, stdout, stderr)
 	err := a.Run(append([]string{a.Name}, args[1:]...))
 	return report(a.Name, err, stderr)
@@ -59,7 +67,9 @@ func Run(args []string, stdout, stderr io.Writer) int {
 func New(name string, stdout, stderr io.Writer) *cli.App { return newApp(name, stdout, stderr) }
 
 // Names lists the tool names the binary answers to, ovpkg first.
-func Names() []string { return []string{"ovpkg", "mkoverlay", "ovmount", "uovmount", "eject"} }
+func Names() []string {
+	return []string{"ovpkg", "mkoverlay", "ovmount", "uovmount", "eject", "overlay-boot", "overlay-go", "overlay-stop"}
+}
 
 // Tool runs one tool by name regardless of args[0] (used by the per-tool
 // mains in cmd/).
@@ -146,6 +156,7 @@ func ovpkgCommands() []*cli.Command {
 	}
 	cmds = append(cmds, packageCommands()...)
 	cmds = append(cmds, txnCommands()...)
+	cmds = append(cmds, subhostCommand())
 	for _, mk := range testCommands {
 		cmds = append(cmds, mk())
 	}

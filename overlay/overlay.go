@@ -165,12 +165,16 @@ var forceLegacy = false
 
 // MountOne mounts the overlay m at m.Target: with the new mount API where
 // the kernel has it, else with mount(2).
-func MountOne(m Mount) error {
+func MountOne(m Mount) error { return MountAs(m, Source) }
+
+// MountAs is MountOne with another source name in mountinfo (a subhost's
+// root overlay carries the subhost's name, as overlay-boot's does).
+func MountAs(m Mount, source string) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
 	if !forceLegacy {
-		err := mountNew(m)
+		err := mountNew(m, source)
 		if !errors.Is(err, errNoNewAPI) {
 			return err
 		}
@@ -179,7 +183,7 @@ func MountOne(m Mount) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.Mount(Source, m.Target, FSType, MountFlags, data); err != nil {
+	if err := mount.Mount(source, m.Target, FSType, MountFlags, data); err != nil {
 		var me *mount.Error
 		if errors.As(err, &me) {
 			return &Error{Target: m.Target, Step: "mount", Err: me.Err}
@@ -189,7 +193,7 @@ func MountOne(m Mount) error {
 	return nil
 }
 
-func mountNew(m Mount) error {
+func mountNew(m Mount, source string) error {
 	fd, err := unix.Fsopen(FSType, unix.FSOPEN_CLOEXEC)
 	if err != nil {
 		if errors.Is(err, unix.ENOSYS) {
@@ -198,7 +202,7 @@ func mountNew(m Mount) error {
 		return &Error{Target: m.Target, Step: "fsopen", Err: err}
 	}
 	defer unix.Close(fd)
-	if err := unix.FsconfigSetString(fd, "source", Source); err != nil {
+	if err := unix.FsconfigSetString(fd, "source", source); err != nil {
 		return &Error{Target: m.Target, Step: "fsconfig source", Kernel: fsLog(fd), Err: err}
 	}
 	for i, o := range Options(m) {

@@ -17,7 +17,7 @@ import (
 )
 
 // Tools are the names the multi-call binary answers to; Bin links each.
-var Tools = []string{"ovpkg", "mkoverlay", "ovmount", "uovmount", "eject"}
+var Tools = []string{"ovpkg", "mkoverlay", "ovmount", "uovmount", "eject", "overlay-boot", "overlay-go", "overlay-stop"}
 
 var (
 	buildOnce sync.Once
