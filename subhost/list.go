@@ -99,4 +99,3 @@ func diskUsage(dir string) int64 {
 	})
 	return n
 }
-
