@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -26,7 +27,55 @@ const (
 	KeyMountPoint  = "MOUNTPOINT"   // where the card is mounted (default /overlay)
 	KeyOverlayDirs = "OVERLAY_DIRS" // space-separated root directories to overlay
 	KeyRunDir      = "RUN_DIR"      // where mount records and the lock live (default /run/ovpkg)
+	// KeyArchiveDir is where package verbs download archives: a
+	// directory outside every layer (default: ovpkg/cache/archives on
+	// the card); may be a host directory.
+	KeyArchiveDir = "ARCHIVE_DIR"
+	// KeyKeepArchives: "yes" keeps what a verb downloaded (apt's
+	// habit), "no" (default) deletes it after the verb.
+	KeyKeepArchives = "KEEP_ARCHIVES"
 )
+
+// YesNo reads a yes|no key (also true/false, 1/0, on/off, any case);
+// unset or empty is def.
+func (f *File) YesNo(key string, def bool) (bool, error) {
+	v, ok := f.Get(key)
+	v = strings.ToLower(strings.TrimSpace(v))
+	if !ok || v == "" {
+		return def, nil
+	}
+	switch v {
+	case "yes", "y", "true", "1", "on":
+		return true, nil
+	case "no", "n", "false", "0", "off":
+		return false, nil
+	}
+	return def, &Error{Path: f.Path, Line: f.line(key), Msg: fmt.Sprintf("%s=%s is neither yes nor no", key, v)}
+}
+
+// AbsPath reads a key holding an absolute path; unset or empty is "".
+// A relative path is an error naming the key.
+func (f *File) AbsPath(key string) (string, error) {
+	v, _ := f.Get(key)
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return "", nil
+	}
+	if !strings.HasPrefix(v, "/") {
+		return "", &Error{Path: f.Path, Line: f.line(key), Msg: fmt.Sprintf("%s=%s is not an absolute path", key, v)}
+	}
+	return filepath.Clean(v), nil
+}
+
+// line is the line number of the assignment Get reads (0 if none).
+func (f *File) line(key string) int {
+	for i := len(f.lines) - 1; i >= 0; i-- {
+		if f.lines[i].key == key {
+			return i + 1
+		}
+	}
+	return 0
+}
 
 // Resolve returns the configuration path to use: the flag if set, else
 // $OVPKG_CONFIG, else DefaultPath.

@@ -182,3 +182,26 @@ func TestResolve(t *testing.T) {
 		t.Error("precedence flag > env > default")
 	}
 }
+
+func TestArchiveKeys(t *testing.T) {
+	f, err := Parse("c", strings.NewReader("ARCHIVE_DIR=/srv/ovpkg/archives/\nKEEP_ARCHIVES=Yes\nBAD=maybe\nREL=cache\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := f.AbsPath(KeyArchiveDir); err != nil || d != "/srv/ovpkg/archives" {
+		t.Errorf("ARCHIVE_DIR: %q %v", d, err)
+	}
+	if keep, err := f.YesNo(KeyKeepArchives, false); err != nil || !keep {
+		t.Errorf("KEEP_ARCHIVES=Yes: %v %v", keep, err)
+	}
+	if keep, err := f.YesNo("UNSET", false); err != nil || keep {
+		t.Errorf("unset: %v %v", keep, err)
+	}
+	var ce *Error
+	if _, err := f.YesNo("BAD", false); !errors.As(err, &ce) || ce.Line != 3 || !strings.Contains(err.Error(), "BAD=maybe is neither yes nor no") {
+		t.Errorf("BAD=maybe: %v", err)
+	}
+	if _, err := f.AbsPath("REL"); !errors.As(err, &ce) || ce.Line != 4 || !strings.Contains(err.Error(), "not an absolute path") {
+		t.Errorf("relative: %v", err)
+	}
+}
