@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -314,5 +316,36 @@ echo "DEVS $(stat -c %%d $D/merged/lfile $D/merged/ufile $D/merged $D/t | tr '\n
 				}
 			}
 		})
+	}
+}
+
+// TestPipelinePeers: in `ovpkg ... | tee`, tee (the read end of ovpkg's
+// stdout) is a peer; another process that shares ovpkg's stdout (the
+// same write end, like a background job) is not.
+func TestPipelinePeers(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(stdin, stdout *os.File, arg string) *exec.Cmd {
+		c := exec.Command("sleep", arg)
+		c.Stdin, c.Stdout = stdin, stdout
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Process.Kill(); c.Wait() })
+		return c
+	}
+	reader := start(r, nil, "32") // tee
+	writer := start(nil, w, "31") // ovpkg
+	sharer := start(nil, w, "33") // a background job writing to the same pipe
+	r.Close()
+	w.Close()
+	peers := PipelinePeers("/proc", writer.Process.Pid)
+	if !slices.Equal(peers, []int{reader.Process.Pid}) {
+		t.Fatalf("peers of %d = %v, want only the reader %d (not the sharer %d)", writer.Process.Pid, peers, reader.Process.Pid, sharer.Process.Pid)
+	}
+	if p := PipelinePeers("/proc", os.Getpid()); slices.Contains(p, reader.Process.Pid) {
+		t.Errorf("this test process has no pipe on 0-2 to the reader, got %v", p)
 	}
 }
