@@ -32,19 +32,19 @@ func listAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("list takes no arguments")
 	}
-	e, err := openPkgEnv(c, false)
+	e, err := openPkgEnv(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	if e.rec == nil && !c.Bool("all") {
+	defer e.Close()
+	if e.Rec == nil && !c.Bool("all") {
 		return fmt.Errorf("no card is mounted (run ovmount, or use --all to list the base)")
 	}
-	d, err := e.readDBs()
+	d, err := e.ReadDBs()
 	if err != nil {
 		return err
 	}
-	entries := pkgmgr.Classify(d.merged, d.base, d.cardHasCopy, d.snapshot)
+	entries := pkgmgr.Classify(d.Merged, d.Base, d.CardHasCopy, d.Snapshot)
 	var shown []pkgmgr.Entry
 	for _, x := range entries {
 		if x.Where != pkgmgr.InBase || c.Bool("all") {

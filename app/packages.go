@@ -1,8 +1,11 @@
 package app
 
 import (
+	"os"
+
 	"github.com/ovpkg/ovpkg/internal/cli"
 
+	"github.com/ovpkg/ovpkg/pkgflow"
 	"github.com/ovpkg/ovpkg/pkgmgr"
 )
 
@@ -31,6 +34,24 @@ func pmInitCommand() *cli.Command {
 		Name: pkgmgr.InitArg, Hidden: true, SkipFlagParsing: true,
 		Action: func(c *cli.Context) error {
 			if code := pkgmgr.InitMain(c.Args().Slice()); code != 0 {
+				return cli.Exit("", code)
+			}
+			return nil
+		},
+	}
+}
+
+// readBaseCommand is the hidden child pkgflow runs to read a base file
+// below an overlay (pkgflow.ReadBaseMain).
+func readBaseCommand() *cli.Command {
+	return &cli.Command{
+		Name: pkgflow.ReadBaseArg, Hidden: true, SkipFlagParsing: true,
+		Action: func(c *cli.Context) error {
+			code, err := pkgflow.ReadBaseMain(c.Args().Slice(), os.Stdin, c.App.Writer)
+			if err != nil {
+				return err
+			}
+			if code != 0 {
 				return cli.Exit("", code)
 			}
 			return nil

@@ -3,6 +3,7 @@ package app_test
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -94,7 +95,7 @@ dpkg-query -W %[5]s 2>/dev/null || echo NOT-IN-DB-AFTER-EJECT
 baseSame && echo BASE-SAME-AFTER-EJECT
 ovmount >/dev/null
 echo "BACK: $(%[5]s)"
-ovpkg remove %[6]s || echo "DEPENDANTS-NEED-YES=$?"
+ovpkg remove %[6]s </dev/null || echo "DEPENDANTS-NEED-YES=$?"
 ovpkg remove -y %[5]s %[6]s %[7]s %[8]s
 command -v %[5]s >/dev/null || echo REMOVED
 eject
@@ -106,7 +107,7 @@ baseSame && echo BASE-SAME-END
 	wantOut(t, r, "INSTALL-MOUNTED", "NOT-STARTED-OK", "RUN: hello from "+app, "POSTINST-RAN", "POSTINST-ON-CARD", "CONF-ON-CARD", "APP-ON-CARD",
 		app+" install ok installed", "BASE-SAME-MOUNTED", `"where": "card"`, "card\t/usr/bin/"+app,
 		"STATUS-COUNT-OK", "GONE-AFTER-EJECT", "NOT-IN-DB-AFTER-EJECT", "BASE-SAME-AFTER-EJECT",
-		"BACK: hello from "+app, "DEPENDANTS-NEED-YES=1", "also removes the packages that depend on it: "+app, "REMOVED", "BASE-SAME-END", "services not started")
+		"BACK: hello from "+app, "DEPENDANTS-NEED-YES=1", "to remove (2): "+lib+" 1.0, "+app+" 1.0", "run again with --yes (-y)", "REMOVED", "BASE-SAME-END", "services not started")
 }
 
 func TestPkgE2ERefusals(t *testing.T) {
@@ -215,30 +216,18 @@ baseSame && echo BASE-SAME
 }
 
 // TestPkgE2EHelloFromArchive installs Debian's hello from the configured
-// archive; skipped when the archive cannot be reached.
+// archive (cached between runs: ARCHIVE_DIR on the test cache, kept);
+// skipped when the archive cannot be reached (a failure under CI).
 func TestPkgE2EHelloFromArchive(t *testing.T) {
 	nstest.RequireRoot(t)
-	out, err := exec.Command("apt-get", "install", "--print-uris", "-qq", "hello").Output()
-	if err != nil {
-		t.Skipf("apt-get cannot resolve hello (%v): skipped", err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) == 0 {
-		t.Skip("hello is already installed in the base or cached: nothing to fetch")
-	}
-	uri := strings.Trim(f[0], "'")
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Head(uri)
-	if err != nil || resp.StatusCode != 200 {
-		t.Skipf("the archive is unreachable (%s: %v): skipped", uri, err)
-	}
-	resp.Body.Close()
-	r, _ := pkgRun(t, 64, `
+	needArchive(t, "hello")
+	r, _ := pkgRun(t, 64, archiveCache(t)+`
 ovmount >/dev/null
 ovpkg install -y hello
 hello
 ovpkg list
-ls /var/cache/apt/archives/hello_*.deb 2>/dev/null || echo ARCHIVE-CLEANED
+ls /var/cache/apt/archives/hello_*.deb 2>/dev/null || echo NOT-IN-VAR-CACHE
+find "$D/t/card/ovpkg/layers" -name '*.deb' | grep . || echo NO-DEB-IN-LAYERS
 eject
 hash -r; test -e /usr/bin/hello || echo GONE
 baseSame && echo BASE-SAME
@@ -246,5 +235,71 @@ baseSame && echo BASE-SAME
 	if r.Code != 0 {
 		t.Fatalf("script failed: %s", r)
 	}
-	wantOut(t, r, "Hello, world!", "hello", "ARCHIVE-CLEANED", "GONE", "BASE-SAME")
+	wantOut(t, r, "Hello, world!", "hello", "NOT-IN-VAR-CACHE", "NO-DEB-IN-LAYERS", "GONE", "BASE-SAME")
+}
+
+// needArchive skips (fails under CI) unless apt can resolve pkgs and
+// Debian's archive answers.
+func needArchive(t *testing.T, pkgs ...string) {
+	t.Helper()
+	nstest.Need(t, "apt-get")
+	out, err := exec.Command("apt-get", append([]string{"install", "--print-uris", "-qq", "-o", "Dir::Cache::Archives=/nonexistent/"}, pkgs...)...).Output()
+	if err != nil {
+		nstest.Skip(t, "apt-get cannot resolve %s (%v): run apt-get update", strings.Join(pkgs, " "), err)
+	}
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return // installed in the base already: nothing to fetch
+	}
+	uri := strings.Trim(f[0], "'")
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Head(uri)
+	if err != nil {
+		nstest.Skip(t, "the archive is unreachable (%s: %v)", uri, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		nstest.Skip(t, "the archive answers %s for %s", resp.Status, uri)
+	}
+}
+
+// archiveCache is a script fragment: the test cache of Debian archives
+// (kept between runs) bind-mounted at $D/t/archives, outside the overlaid
+// directories, and named in the config as ARCHIVE_DIR with
+// KEEP_ARCHIVES=yes, so apt finds them warm. Run it before ovmount.
+func archiveCache(t *testing.T) string {
+	dir := nstest.CacheDir(t, "apt-archives")
+	os.Chmod(dir, 0o755) // apt's _apt user reaches partial/ through it
+	return fmt.Sprintf(`
+mkdir -p "$D/t/archives"; mount --bind %q "$D/t/archives"
+echo "ARCHIVE_DIR=$D/t/archives" >> "$OVPKG_CONFIG"
+echo "KEEP_ARCHIVES=yes" >> "$OVPKG_CONFIG"
+`, dir)
+}
+
+// TestPkgE2EScriptWritesOutside: a package whose files are all in the
+// overlaid directories (so the path check passes) but whose postinst
+// writes to the base root elsewhere is stopped by the read-only base:
+// the write fails, the install fails and is undone, nothing lands.
+func TestPkgE2EScriptWritesOutside(t *testing.T) {
+	nstest.RequireRoot(t)
+	nstest.Need(t, "dpkg-deb")
+	p := prefix(t)
+	outside := "/srv/" + p + "-postinst"
+	t.Cleanup(func() { os.Remove(outside + "/x"); os.Remove(outside) })
+	deb := debtest.Build(t, t.TempDir(), debtest.Spec{Name: p + "-sneaky", Files: map[string]debtest.File{"usr/share/" + p + "/x": {Data: "x"}},
+		Postinst: "mkdir -p " + outside + " && echo x > " + outside + "/x"})
+	r, _ := pkgRun(t, 32, fmt.Sprintf(`
+set +e
+ovmount >/dev/null
+ovpkg install -y %[1]s; echo "SNEAKY=$?"
+test -e %[2]s && echo LANDED-OUTSIDE || echo NOTHING-OUTSIDE
+dpkg-query -W -f='${Status}\n' %[3]s-sneaky 2>&1 || echo NOT-INSTALLED
+dpkg --audit && echo AUDIT-CLEAN
+test -e /usr/share/%[3]s/x || echo FILES-GONE
+eject && echo EJECTED
+baseSame && echo BASE-SAME
+`, deb, outside, p))
+	wantOut(t, r, "SNEAKY=1", "write outside the overlaid directories", "Read-only file system", "undone: the card is as it was before",
+		"NOTHING-OUTSIDE", "NOT-INSTALLED", "AUDIT-CLEAN", "FILES-GONE", "EJECTED", "BASE-SAME")
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
+	"github.com/ovpkg/ovpkg/pkgflow"
 	"github.com/ovpkg/ovpkg/pkgmgr"
 )
 
@@ -54,33 +55,33 @@ func statusAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("status takes no arguments")
 	}
-	e, err := openPkgEnv(c, false)
+	e, err := openPkgEnv(c, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	r := statusReport{Config: config.Resolve(c.String("config")), PackageManager: e.m.Name()}
+	defer e.Close()
+	r := statusReport{Config: config.Resolve(c.String("config")), PackageManager: e.M.Name()}
 	if cfg, err := config.Load(r.Config); err == nil {
 		r.Image, _ = cfg.Get(config.KeyImage)
 		r.UUID, _ = cfg.Get(config.KeyUUID)
 	}
-	d, err := e.readDBs()
+	d, err := e.ReadDBs()
 	if err != nil {
 		return err
 	}
-	if e.rec != nil {
-		r.Mounted, r.State, r.Loop, r.CardMount = true, e.rec.State, e.rec.Loop, e.rec.CardMount
-		r.Image, r.UUID = e.rec.Image, e.rec.UUID
-		if sp, err := pkgmgr.StatSpace(e.rec.CardMount); err == nil {
+	if e.Rec != nil {
+		r.Mounted, r.State, r.Loop, r.CardMount = true, e.Rec.State, e.Rec.Loop, e.Rec.CardMount
+		r.Image, r.UUID = e.Rec.Image, e.Rec.UUID
+		if sp, err := pkgmgr.StatSpace(e.Rec.CardMount); err == nil {
 			r.SizeBytes, r.FreeBytes, r.UsedBytes = sp.Total, sp.Avail, sp.Total-sp.Free
 		}
-		for _, o := range e.rec.Overlays {
+		for _, o := range e.Rec.Overlays {
 			r.Mounts = append(r.Mounts, statusMount{Target: o.Target, Upper: o.Upper})
 		}
 		if tab, err := mount.Self(); err == nil {
-			r.Lingering, _, _ = mountset.CheckDetached("", tab, e.rec)
+			r.Lingering, _, _ = mountset.CheckDetached("", tab, e.Rec)
 		}
-		for _, x := range pkgmgr.Classify(d.merged, d.base, d.cardHasCopy, d.snapshot) {
+		for _, x := range pkgmgr.Classify(d.Merged, d.Base, d.CardHasCopy, d.Snapshot) {
 			switch x.Where {
 			case pkgmgr.OnCard, pkgmgr.CardUpgrade:
 				r.CardPackages++
@@ -88,17 +89,14 @@ func statusAction(c *cli.Context) error {
 				r.Drift = append(r.Drift, x.Key())
 			}
 		}
-		if d.snapHash != "" && d.baseRaw != nil {
-			changed := d.snapHash != sha256Hex(d.baseRaw)
-			r.BaseChanged = &changed
-		}
+		r.BaseChanged = d.BaseChanged()
 	}
-	for _, p := range d.base {
+	for _, p := range d.Base {
 		if p.Installed() {
 			r.BasePackages++
 		}
 	}
-	r.Broken = broken(d.merged)
+	r.Broken = pkgflow.Broken(d.Merged)
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, r)
 	}
@@ -126,7 +124,7 @@ func statusAction(c *cli.Context) error {
 		fmt.Fprintf(w, "base:       unchanged since ovpkg last wrote the card\n")
 	}
 	if len(r.Broken) > 0 {
-		fmt.Fprintf(w, "half-done:  %s (run `%s`)\n", strings.Join(r.Broken, ", "), e.m.RecoverHint())
+		fmt.Fprintf(w, "half-done:  %s (run `%s`)\n", strings.Join(r.Broken, ", "), e.M.RecoverHint())
 	}
 	return nil
 }

@@ -11,15 +11,18 @@ func upgradeCommand() *cli.Command {
 		Name:      "upgrade",
 		Usage:     "upgrade packages (all, or the named ones); new versions land on the card",
 		UsageText: "ovpkg upgrade [--yes] [PKG...]",
-		Description: `Works out the upgrade (apt-get -s upgrade, or install --only-upgrade PKG...), checks the
-card's free space against the new versions' installed size (an upgraded base package is copied
-whole onto the card), fetches and lists the archives, refuses paths outside the overlays, then
-runs the package manager as install does.
+		Description: `Works out the upgrade (apt-get --print-uris upgrade, or install --only-upgrade PKG...),
+shows it (packages, download size, space needed on the card: an upgraded base package is
+copied whole onto the card) and asks once, then runs the package manager in a transaction as
+install does.
 
-Exit status: 0 upgraded (or nothing to do), 1 failure, 2 usage.`,
+Exit status: 0 upgraded (or nothing to do), 1 failure or not confirmed, 2 usage.`,
 		Flags: pkgFlags(yesFlag, noSpaceCheckFlag),
 		Action: func(c *cli.Context) error {
-			return plannedChange(c, pkgmgr.OpUpgrade, c.Args().Slice())
+			if err := checkArgs("upgrade", c.Args().Slice()); err != nil {
+				return err
+			}
+			return change(c, pkgmgr.OpUpgrade, c.Args().Slice())
 		},
 	}
 }

@@ -41,7 +41,7 @@ ovmount >/dev/null 2>&1
 rm -f /usr/sbin/policy-rc.d  # on the card only: both runs without the base's policy
 now() { date +%%s%%N; }
 for i in $(seq %d); do
-  t0=$(now); OVPKG_REPORT_RSS=1 ovpkg install -y %s >/dev/null 2>$D/err1; ti=$(now); OVPKG_REPORT_RSS=1 ovpkg remove -y ovbench-pkg >/dev/null 2>$D/err2; t1=$(now)
+  t0=$(now); OVPKG_TEST_REPORT_RSS=1 ovpkg install -y %s >/dev/null 2>$D/err1; ti=$(now); OVPKG_TEST_REPORT_RSS=1 ovpkg remove -y ovbench-pkg >/dev/null 2>$D/err2; t1=$(now)
   grep -h ovpkg-vmhwm-kb $D/err1 $D/err2 | sed 's/^/RSS /'
   t2=$(now); apt-get install -y %s >/dev/null 2>&1; tj=$(now); apt-get remove -y ovbench-pkg >/dev/null 2>&1; t3=$(now)
   echo "TIME $((t1-t0)) $((t3-t2)) $((ti-t0)) $((tj-t2))"

@@ -9,9 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -102,7 +99,7 @@ func (a *Apt) Argv(op Op, args []string, o ArgvOptions) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return append(y([]string{"apt-get", "install"}), files...), nil
+		return append(append(y([]string{"apt-get", "install"}), archiveOpt(o.ArchiveDir)...), files...), nil
 	case OpRemove, OpPurge:
 		// dpkg, not apt-get: args are the exact set PlanRemove
 		// computed (dependants included), and dpkg refuses rather than
@@ -118,46 +115,15 @@ func (a *Apt) Argv(op Op, args []string, o ArgvOptions) ([]string, error) {
 		return []string{"apt-get", "update"}, nil
 	case OpUpgrade:
 		if len(args) == 0 {
-			return y([]string{"apt-get", "upgrade"}), nil
+			return append(y([]string{"apt-get", "upgrade"}), archiveOpt(o.ArchiveDir)...), nil
 		}
-		return append(y([]string{"apt-get", "install", "--only-upgrade"}), args...), nil
+		return append(append(y([]string{"apt-get", "install", "--only-upgrade"}), archiveOpt(o.ArchiveDir)...), args...), nil
 	case OpConfigure:
 		return []string{"dpkg", "--configure", "-a"}, nil
 	case OpRaw:
-		return append([]string{"apt-get"}, args...), nil
+		return append(append([]string{"apt-get"}, archiveOpt(o.ArchiveDir)...), args...), nil
 	}
 	return nil, fmt.Errorf("apt: unknown operation %q", op)
-}
-
-// aptLine matches apt-get -s lines: "Inst name [old] (new origin [arch])",
-// "Remv name [old]".
-var aptLine = regexp.MustCompile(`^(Inst|Remv|Conf|Purg) (\S+)(?: \[([^\]]*)\])?(?: \((\S+)(.*?)\))?`)
-
-// SimAction is one line of apt-get -s output.
-type SimAction struct {
-	Action  string // Inst, Remv, Purg
-	Name    string // may carry ":arch"
-	Old     string // version being replaced/removed
-	Version string // version being installed
-	Arch    string
-}
-
-// ParseAptSimulation reads `apt-get -s` output.
-func ParseAptSimulation(r io.Reader) ([]SimAction, error) {
-	var out []SimAction
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		m := aptLine.FindStringSubmatch(sc.Text())
-		if m == nil || m[1] == "Conf" {
-			continue
-		}
-		s := SimAction{Action: m[1], Name: m[2], Old: m[3], Version: m[4]}
-		if i := strings.LastIndex(m[5], "["); i >= 0 {
-			s.Arch = strings.TrimSuffix(strings.TrimSpace(m[5][i+1:]), "]")
-		}
-		out = append(out, s)
-	}
-	return out, sc.Err()
 }
 
 // aptError turns apt-get's failure into one of ours: "Unable to locate
@@ -167,15 +133,8 @@ func aptError(err error) error {
 	if !errors.As(err, &ce) {
 		return err
 	}
-	msg := firstErrorLine(ce.Stderr + "\n" + ce.Stdout)
-	for _, p := range []string{"Unable to locate package", "has no installation candidate", "Couldn't find any package"} {
-		if strings.Contains(msg, p) {
-			return fmt.Errorf("%s: %w", strings.TrimPrefix(msg, "E: "), ErrUnknownPackage)
-		}
-	}
-	if strings.Contains(msg, "Invalid archive") || strings.Contains(msg, "not a Debian format archive") ||
-		strings.Contains(msg, "Could not read meta data") {
-		return fmt.Errorf("%s: %w", strings.TrimPrefix(msg, "E: "), ErrBadArchive)
+	if e := LineError(firstErrorLine(ce.Stderr + "\n" + ce.Stdout)); e != nil {
+		return e
 	}
 	return err
 }
@@ -266,167 +225,6 @@ func ParseDebContents(r io.Reader) (files, dirs []string, err error) {
 		}
 	}
 	return files, dirs, sc.Err()
-}
-
-func (a *Apt) PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error) {
-	if err := checkNames(args); err != nil {
-		return nil, err
-	}
-	args, err := absFiles(args)
-	if err != nil {
-		return nil, err
-	}
-	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
-	local := map[string]*DebInfo{} // package name -> local file
-	for _, arg := range args {
-		if !isFileArg(arg) {
-			continue
-		}
-		if _, err := os.Stat(arg); err != nil {
-			return nil, fmt.Errorf("package file %s: %w", arg, err)
-		}
-		di, err := InspectDeb(ctx, a.x, arg)
-		if err != nil {
-			return nil, err
-		}
-		local[di.Pkg.Name] = di
-		plan.Archives = append(plan.Archives, arg)
-	}
-	if len(local) == len(args) && a.selfContained(local) {
-		// Local files whose dependencies are all met by name, without
-		// version constraints, and that conflict with nothing: apt would
-		// install exactly these. Skipping apt-get -s saves a full read
-		// of the package lists (seconds on a small device).
-		for _, di := range local {
-			plan.Install = append(plan.Install, di.Pkg)
-			plan.InstallSize += di.Pkg.InstalledSize
-			plan.Paths[di.Pkg.Key()], plan.Dirs[di.Pkg.Key()] = di.Paths, di.Dirs
-		}
-		sort.Slice(plan.Install, func(i, j int) bool { return plan.Install[i].Name < plan.Install[j].Name })
-		return plan, nil
-	}
-	return a.planSimulated(ctx, plan, local, []string{"install"}, args, download)
-}
-
-// PlanUpgrade is PlanInstall for `apt-get upgrade` (no args) or
-// `apt-get install --only-upgrade ARGS`.
-func (a *Apt) PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error) {
-	if err := checkNames(args); err != nil {
-		return nil, err
-	}
-	verb := []string{"upgrade"}
-	if len(args) > 0 {
-		verb = []string{"install", "--only-upgrade"}
-	}
-	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
-	return a.planSimulated(ctx, plan, map[string]*DebInfo{}, verb, args, download)
-}
-
-// planSimulated fills plan from `apt-get -s VERB ARGS`, apt-cache sizes
-// and, with download, the fetched archives' contents.
-func (a *Apt) planSimulated(ctx context.Context, plan *Plan, local map[string]*DebInfo, verb, args []string, download bool) (*Plan, error) {
-	out, _, err := a.x(ctx, append(append([]string{"apt-get", "-s", "-q"}, verb...), args...))
-	if err != nil {
-		return nil, aptError(err)
-	}
-	sim, err := ParseAptSimulation(bytes.NewReader(out))
-	if err != nil {
-		return nil, err
-	}
-	var query []string
-	for _, s := range sim {
-		name, _, _ := strings.Cut(s.Name, ":")
-		switch s.Action {
-		case "Inst":
-			if di, ok := local[name]; ok {
-				p := di.Pkg
-				plan.Install = append(plan.Install, p)
-				plan.Paths[p.Key()], plan.Dirs[p.Key()] = di.Paths, di.Dirs
-				continue
-			}
-			plan.Install = append(plan.Install, Package{Name: name, Version: s.Version, Arch: s.Arch})
-			q := name
-			if s.Arch != "" {
-				q += ":" + s.Arch
-			}
-			query = append(query, q+"="+s.Version)
-		case "Remv", "Purg":
-			plan.Remove = append(plan.Remove, Package{Name: name, Version: s.Old})
-		}
-	}
-	files := map[string]string{} // key -> archive file name in the cache
-	if len(query) > 0 {
-		out, _, err := a.x(ctx, append([]string{"apt-cache", "show", "--no-all-versions"}, query...))
-		if err != nil {
-			return nil, aptError(err)
-		}
-		st, err := ParseStanzas("apt-cache show", bytes.NewReader(out))
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range st {
-			p, err := packageFromStanza("apt-cache show", s, 1024)
-			if err != nil {
-				return nil, err
-			}
-			size, _ := strconv.ParseInt(s.Get("Size"), 10, 64)
-			for i := range plan.Install {
-				q := &plan.Install[i]
-				if q.Name == p.Name && q.Version == p.Version && (q.Arch == "" || q.Arch == p.Arch) {
-					q.InstalledSize = p.InstalledSize
-					q.Arch = p.Arch
-					files[q.Key()] = filepath.Base(s.Get("Filename"))
-					cached := filepath.Join(a.root, "var/cache/apt/archives", files[q.Key()])
-					if !exists(cached) {
-						plan.DownloadSize += size
-					}
-				}
-			}
-		}
-	}
-	for _, p := range plan.Install {
-		plan.InstallSize += p.InstalledSize
-	}
-	if !download || len(query) == 0 {
-		return plan, nil
-	}
-	// Fetch the archives (into var/cache/apt/archives: through the overlay,
-	// onto the card) and read each one's contents.
-	cache := filepath.Join(a.root, "var/cache/apt/archives")
-	before := map[string]bool{}
-	for _, f := range files {
-		before[f] = exists(filepath.Join(cache, f))
-	}
-	fetch := append(append([]string{"apt-get"}, verb...), "--download-only", "-y", "-q")
-	if _, _, err := a.x(ctx, append(fetch, args...)); err != nil {
-		return nil, aptError(err)
-	}
-	for _, p := range plan.Install {
-		f, ok := files[p.Key()]
-		if !ok || f == "" {
-			continue
-		}
-		path := filepath.Join(cache, f)
-		if !before[f] && exists(path) {
-			plan.Fetched = append(plan.Fetched, path)
-		}
-		di, err := InspectDeb(ctx, a.x, path)
-		if err != nil {
-			return nil, err
-		}
-		plan.Archives = append(plan.Archives, path)
-		plan.Paths[p.Key()], plan.Dirs[p.Key()] = di.Paths, di.Dirs
-	}
-	return plan, nil
-}
-
-// PlanRemove computes, from the status database, what removing args
-// takes away: the packages and every dependant left without an
-// alternative. ovpkg then runs dpkg --remove on exactly that set, so a
-// dependant this missed makes dpkg refuse (nothing removed) instead of
-// apt removing something unchecked; and no package lists are read.
-func (a *Apt) PlanRemove(ctx context.Context, args []string) (*Plan, error) {
-	return planRemove(a, args)
 }
 
 // selfContained says whether the local packages need nothing apt would

@@ -29,12 +29,17 @@ const (
 
 // ArgvOptions tunes Argv.
 type ArgvOptions struct {
-	Yes bool // answer yes (apt-get -y); without it the package manager may ask
+	Yes        bool   // answer yes (apt-get -y); without it the package manager may ask
+	ArchiveDir string // where downloads go (apt: Dir::Cache::Archives); "" = the manager's default
 }
 
 // Manager is one package manager working on a root directory. The root
 // is seen merged (base + card) when the card is mounted: reads go through
 // the overlays, and so do the package manager's writes.
+//
+// The package verbs (install, upgrade, remove) run through package
+// pkgflow, which calls Plan once, shows the plan and asks, then runs Job
+// in a transaction; see pkgflow/doc.go for the whole contract.
 type Manager interface {
 	// Name is the adapter's name as given to --pm ("apt", "opkg").
 	Name() string
@@ -47,32 +52,113 @@ type Manager interface {
 	ParseStatus(source string, r io.Reader) ([]Package, error)
 	// Files lists the paths pkg installed, from the root's database.
 	Files(pkg string) ([]string, error)
-	// Argv is the command line for op with args (package names or files).
+	// Argv is the command line for the verbs that run without a plan
+	// (update, configure, pm) and for op with args in general.
 	Argv(op Op, args []string, o ArgvOptions) ([]string, error)
-	// PlanInstall works out what installing args brings in: packages,
-	// installed and download sizes, and (when download is set, after
-	// fetching the archives) every path they write.
-	PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error)
-	// PlanUpgrade is PlanInstall for an upgrade of everything (no args)
-	// or of the named packages.
-	PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error)
-	// PlanRemove works out what removing args takes away (dependants too).
-	PlanRemove(ctx context.Context, args []string) (*Plan, error)
+	// Plan works out what req would do, changing and downloading
+	// nothing: one resolver run (none for a remove: the status database
+	// says). Unknown packages are ErrUnknownPackage, corrupt local files
+	// ErrBadArchive.
+	Plan(ctx context.Context, req Request) (*Plan, error)
+	// Job is the one package-manager run that carries req out,
+	// downloading into req.ArchiveDir what it needs. plan is what Plan
+	// returned, or nil when the flow skipped Plan (-y: no question to
+	// ask); then a Job without a Gate is ErrNeedPlan.
+	Job(req Request, plan *Plan) (*Job, error)
 	// RecoverHint is the ovpkg command that finishes what an interrupted
 	// run left half-done.
 	RecoverHint() string
 }
 
+// Request is one package verb as the flow hands it to a Manager.
+type Request struct {
+	Op         Op       // OpInstall, OpUpgrade, OpRemove or OpPurge
+	Args       []string // package names, or absolute paths of local package files; none: upgrade everything
+	ArchiveDir string   // where downloaded archives go: an existing directory outside every layer
+}
+
 // Plan is what an operation would do.
 type Plan struct {
-	Install      []Package           `json:"install,omitempty"`
-	Remove       []Package           `json:"remove,omitempty"`
-	InstallSize  int64               `json:"install_size"`  // bytes the new packages occupy once installed
-	DownloadSize int64               `json:"download_size"` // bytes of archives still to fetch
-	Paths        map[string][]string `json:"-"`             // package key -> paths in its archive ("usr/bin/x"), when known
-	Dirs         map[string][]string `json:"-"`             // package key -> directory entries in its archive
-	Archives     []string            `json:"archives,omitempty"`
-	Fetched      []string            `json:"-"` // archives this plan downloaded (absent before): removable after install
+	Install []Package `json:"install,omitempty"` // new, upgraded or reinstalled (Version is the new one, Old the replaced one)
+	Remove  []Package `json:"remove,omitempty"`
+	// InstallSize is the change of installed size the manager states
+	// (apt: "After this operation"; new sizes minus the replaced ones).
+	// Negative when space is freed.
+	InstallSize  int64 `json:"install_size"`
+	DownloadSize int64 `json:"download_size"` // bytes of archives still to download into ArchiveDir
+	// Paths and Dirs hold, for local package files only (read before
+	// anything runs), every path in the archive ("usr/bin/x"), so that
+	// CheckPaths can refuse them early. Archive packages are not listed
+	// (that costs a full decompression): the runner keeps the base root
+	// read-only instead (RunOptions.Writable).
+	Paths    map[string][]string `json:"-"`
+	Dirs     map[string][]string `json:"-"`
+	Archives []string            `json:"archives,omitempty"` // archive file names (apt's own), local files as given
+
+	direct bool // apt: local files dpkg installs by itself (selfContained)
+}
+
+// Empty reports whether the plan changes nothing.
+func (p *Plan) Empty() bool { return p == nil || len(p.Install) == 0 && len(p.Remove) == 0 }
+
+// Job is one package-manager run as the flow runs it (Run with the
+// job's fields in RunOptions).
+type Job struct {
+	Argv []string
+	Env  []string // extra environment
+	// StatusFD: the manager writes machine-readable status lines to
+	// file descriptor 3 (apt: APT::Status-Fd=3, dpkg: --status-fd 3);
+	// Parse reads them as StreamStatus.
+	StatusFD bool
+	// Parse reads one line of the run's output and says what it means
+	// (nil: nothing). It keeps state between lines; a Job runs once.
+	Parse func(s Stream, line string) []Event
+	// Gate, when set, is where the manager stops before it changes
+	// anything, after downloading (it runs GateHook): Gate reads what
+	// the manager hands over there and returns the plan it is about to
+	// carry out, its archives checked (ErrArchiveMissing,
+	// ErrBadArchive). The flow checks that plan (space, the question's
+	// answer) and lets the manager go on or stops it. A Job with a Gate
+	// can run without a prior Plan.
+	Gate func(ctx context.Context, input []string) (*Plan, error)
+}
+
+// ErrNeedPlan is what Job(req, nil) returns when the adapter cannot run
+// req without its Plan (a remove, local package files, a manager without
+// a gate): the flow then calls Plan first.
+var ErrNeedPlan = errors.New("the job needs its plan")
+
+// Stream is where a line of the package manager's output came from.
+type Stream int
+
+const (
+	StreamStdout Stream = iota
+	StreamStderr
+	StreamStatus // the status descriptor (Job.StatusFD)
+)
+
+// EventKind says what an Event reports.
+type EventKind int
+
+const (
+	// EventProgress: Phase (PhaseDownload, PhaseInstall, PhaseRemove)
+	// is at Percent (negative: unknown); Text says what it is doing.
+	EventProgress EventKind = iota + 1
+)
+
+// Phases of a run, as progress reports them.
+const (
+	PhaseDownload = "downloading"
+	PhaseInstall  = "installing"
+	PhaseRemove   = "removing"
+)
+
+// Event is something the package manager's output says.
+type Event struct {
+	Kind    EventKind
+	Phase   string
+	Percent float64 // 0-100; negative when unknown
+	Text    string
 }
 
 // Exec runs a helper command (dpkg-deb, apt-get -s, apt-cache) to
@@ -135,7 +221,7 @@ func firstErrorLine(s string) string {
 		if l == "" {
 			continue
 		}
-		if strings.HasPrefix(l, "E: ") || strings.Contains(l, "error:") || strings.HasPrefix(l, " * opkg") {
+		if isErrorLine(l) {
 			return l
 		}
 		if first == "" {
@@ -143,6 +229,30 @@ func firstErrorLine(s string) string {
 		}
 	}
 	return first
+}
+
+// isErrorLine: apt's "E: ...", dpkg's "dpkg-deb: error: ...", opkg's
+// " * opkg_...".
+func isErrorLine(l string) bool {
+	l = strings.TrimSpace(l)
+	return strings.HasPrefix(l, "E: ") || strings.Contains(l, "error:") || strings.HasPrefix(l, "* opkg")
+}
+
+// LineError turns a package manager's error line into one of ours where
+// it is one (ErrUnknownPackage, ErrBadArchive), else nil.
+func LineError(line string) error {
+	msg := strings.TrimPrefix(strings.TrimSpace(line), "E: ")
+	for _, p := range []string{"Unable to locate package", "has no installation candidate", "Couldn't find any package", "was not found", "Unknown package"} {
+		if strings.Contains(msg, p) {
+			return fmt.Errorf("%s: %w", msg, ErrUnknownPackage)
+		}
+	}
+	for _, p := range []string{"Invalid archive", "not a Debian format archive", "Could not read meta data", "corrupted", "not a valid package"} {
+		if strings.Contains(msg, p) {
+			return fmt.Errorf("%s: %w", msg, ErrBadArchive)
+		}
+	}
+	return nil
 }
 
 // Errors callers tell apart with errors.Is.

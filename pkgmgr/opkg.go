@@ -130,18 +130,31 @@ var opkgInstalling = regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `)
 // "Upgrading foo on root from 1.0-1 to 1.1-1...".
 var opkgUpgrading = regexp.MustCompile(`^Upgrading (\S+) on \S+ from \S+ to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
 
-func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*Plan, error) {
-	if err := checkNames(args); err != nil {
+// Plan implements Manager: local .ipk files are read in pure Go (paths,
+// Installed-Size), archive packages resolved with `opkg --noaction VERB`
+// and sized with `opkg info`; a remove comes from the status file.
+// Nothing is downloaded: the package manager's run keeps the base root
+// read-only (RunOptions.Writable), so an archive package's paths need no
+// listing beforehand.
+func (o *Opkg) Plan(ctx context.Context, req Request) (*Plan, error) {
+	switch req.Op {
+	case OpRemove, OpPurge:
+		return planRemove(o, req.Args)
+	case OpInstall, OpUpgrade:
+	default:
+		return nil, fmt.Errorf("opkg: no plan for %q", req.Op)
+	}
+	if err := checkNames(req.Args); err != nil {
 		return nil, err
 	}
-	args, err := absFiles(args)
+	args, err := absFiles(req.Args)
 	if err != nil {
 		return nil, err
 	}
 	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
 	local := map[string]bool{}
 	for _, a := range args {
-		if !isFileArg(a) {
+		if req.Op != OpInstall || !isFileArg(a) {
 			continue
 		}
 		f, err := os.Open(a)
@@ -158,89 +171,27 @@ func (o *Opkg) PlanInstall(ctx context.Context, args []string, download bool) (*
 		plan.Paths[info.Pkg.Key()], plan.Dirs[info.Pkg.Key()] = info.Paths, info.Dirs
 		plan.Archives = append(plan.Archives, a)
 	}
-	return o.planAndFetch(ctx, plan, local, "install", args, download)
+	return o.planNoaction(ctx, plan, local, string(req.Op), args)
 }
 
-// PlanUpgrade resolves `opkg upgrade ARGS` with --noaction.
-func (o *Opkg) PlanUpgrade(ctx context.Context, args []string, download bool) (*Plan, error) {
-	if err := checkNames(args); err != nil {
+// Job implements Manager: opkg install/upgrade/remove as Argv builds it,
+// after a Plan (opkg has no gate; its planning is cheap).
+func (o *Opkg) Job(req Request, plan *Plan) (*Job, error) {
+	if plan == nil {
+		return nil, ErrNeedPlan
+	}
+	args := req.Args
+	if req.Op == OpRemove || req.Op == OpPurge {
+		args = nil
+		for _, p := range plan.Remove {
+			args = append(args, p.Name)
+		}
+	}
+	argv, err := o.Argv(req.Op, args, ArgvOptions{Yes: true})
+	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{Paths: map[string][]string{}, Dirs: map[string][]string{}}
-	return o.planAndFetch(ctx, plan, map[string]bool{}, "upgrade", args, download)
-}
-
-// planAndFetch is planNoaction and, with download, `opkg download` of
-// every archive package the plan installs, read with ReadIpk, so that
-// CheckPaths sees their paths before anything is installed (as dpkg-deb -c
-// does for apt).
-func (o *Opkg) planAndFetch(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string, download bool) (*Plan, error) {
-	plan, err := o.planNoaction(ctx, plan, local, verb, args)
-	if err != nil || !download {
-		return plan, err
-	}
-	var names []string
-	for _, p := range plan.Install {
-		if _, known := plan.Paths[p.Key()]; !known {
-			names = append(names, p.Name)
-		}
-	}
-	if len(names) == 0 {
-		return plan, nil
-	}
-	return plan, o.fetch(ctx, plan, names)
-}
-
-// OpkgDownloadDir is where ovpkg has opkg download archives to read them
-// before installing, relative to the root (under /var: on the card).
-const OpkgDownloadDir = "var/cache/ovpkg-download"
-
-// fetch runs `opkg download NAMES` in OpkgDownloadDir (opkg downloads to
-// its working directory) and fills in the plan's paths from the archives.
-// The archives are listed in plan.Fetched, for the caller to delete.
-func (o *Opkg) fetch(ctx context.Context, plan *Plan, names []string) error {
-	dir := filepath.Join(o.root, OpkgDownloadDir)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("download directory: %w", err)
-	}
-	old, _ := filepath.Glob(filepath.Join(dir, "*.ipk"))
-	for _, f := range old { // ours alone: left by an interrupted run
-		os.Remove(f)
-	}
-	argv := append([]string{"sh", "-c", `cd "$0" && exec opkg download "$@"`, "/" + OpkgDownloadDir}, names...)
-	if _, _, err := o.x(ctx, argv); err != nil {
-		return fmt.Errorf("downloading %s: %w", strings.Join(names, " "), err)
-	}
-	got, _ := filepath.Glob(filepath.Join(dir, "*.ipk"))
-	plan.Fetched = append(plan.Fetched, got...)
-	byName := map[string]int{}
-	for i, p := range plan.Install {
-		byName[p.Name] = i
-	}
-	for _, f := range got {
-		r, err := os.Open(f)
-		if err != nil {
-			return err
-		}
-		info, err := ReadIpk(r)
-		r.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w: %v", filepath.Base(f), ErrBadArchive, err)
-		}
-		i, ok := byName[info.Pkg.Name]
-		if !ok {
-			continue
-		}
-		k := plan.Install[i].Key()
-		plan.Paths[k], plan.Dirs[k] = info.Paths, info.Dirs
-		plan.Archives = append(plan.Archives, f)
-	}
-	for _, n := range names {
-		if _, ok := plan.Paths[plan.Install[byName[n]].Key()]; !ok {
-			return fmt.Errorf("opkg download did not fetch %s, so its paths cannot be checked: %w", n, ErrUnknownPackage)
-		}
-	}
-	return nil
+	return &Job{Argv: argv}, nil
 }
 
 func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string) (*Plan, error) {
@@ -291,13 +242,6 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 		plan.InstallSize += p.InstalledSize
 	}
 	return plan, nil
-}
-
-// PlanRemove is the packages named plus their dependants (RemovalClosure
-// over opkg's status file, which has the same Depends/Provides fields), so
-// that opkg is never asked to remove a package others still need.
-func (o *Opkg) PlanRemove(ctx context.Context, args []string) (*Plan, error) {
-	return planRemove(o, args)
 }
 
 // IpkInfo is what an .ipk holds.

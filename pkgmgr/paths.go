@@ -84,15 +84,20 @@ func CheckPaths(root string, dirs []string, plan *Plan) error {
 	return nil
 }
 
-// SpaceError says the card cannot hold what an operation needs. It wraps
-// ENOSPC.
+// SpaceError says the card (or the directory archives are downloaded
+// to) cannot hold what an operation needs. It wraps ENOSPC.
 type SpaceError struct {
-	Path       string // the card's mount point
+	Path       string // the card's mount point, or the archive directory
 	Need, Free int64
 	What       string
+	Archives   bool // Path is where the archives go, not the card
 }
 
 func (e *SpaceError) Error() string {
+	if e.Archives {
+		return fmt.Sprintf("not enough space for the downloads in %s: %s need about %s, %s free; free space there or set ARCHIVE_DIR in the configuration to a bigger place",
+			e.Path, e.What, HumanSize(e.Need), HumanSize(e.Free))
+	}
 	return fmt.Sprintf("not enough space on the card (%s): %s need about %s, %s free; remove packages from the card or make a bigger one",
 		e.Path, e.What, HumanSize(e.Need), HumanSize(e.Free))
 }
@@ -105,6 +110,7 @@ func (e *SpaceError) Unwrap() error { return unix.ENOSPC }
 type Space struct {
 	Total, Free, Avail int64
 	Files, FreeFiles   uint64
+	FSID               [2]int32
 }
 
 // StatSpace statfs's path.
@@ -116,37 +122,44 @@ func StatSpace(path string) (Space, error) {
 	bs := int64(st.Bsize)
 	return Space{
 		Total: int64(st.Blocks) * bs, Free: int64(st.Bfree) * bs, Avail: int64(st.Bavail) * bs,
-		Files: st.Files, FreeFiles: st.Ffree,
+		Files: uint64(st.Files), FreeFiles: uint64(st.Ffree), FSID: [2]int32{int32(st.Fsid.Val[0]), int32(st.Fsid.Val[1])},
 	}, nil
 }
 
-// Overhead is what an install costs on the card besides the packages:
-// the package database is copied up (status, status-old, available) and
-// every file list and maintainer script is new; ext2 needs a block per
-// small file and metadata blocks.
-func Overhead(statusSize int64, nfiles int) int64 {
-	return 2*statusSize + int64(nfiles)*4096/4 + 1<<20
+// Overhead is what a change costs on the card besides the packages'
+// Installed-Size: the package database copied up (status, status-old),
+// new file lists and scripts, and ext2's partly used blocks (Installed-
+// Size counts 1 KiB per file, the card has 4 KiB blocks): a sixteenth of
+// the size plus 1 MiB.
+func Overhead(statusSize, size int64) int64 {
+	if size < 0 {
+		size = 0
+	}
+	return 2*statusSize + size/16 + 1<<20
 }
 
-// CheckSpace compares what plan needs on the card (download + installed
-// size + database overhead) with what the card at cardPath has free.
-func CheckSpace(cardPath string, plan *Plan, statusSize int64) error {
-	sp, err := StatSpace(cardPath)
+// CheckSpace checks that the card at cardPath has cardNeed bytes free
+// and that archiveDir (where downloads go; "" for none) has download
+// bytes free: both on the card when archiveDir is on the card's file
+// system. what names the packages in the message.
+func CheckSpace(cardPath string, cardNeed int64, archiveDir string, download int64, what string) error {
+	card, err := StatSpace(cardPath)
 	if err != nil {
 		return err
 	}
-	nfiles := 0
-	for _, p := range plan.Paths {
-		nfiles += len(p)
+	if archiveDir != "" && download > 0 {
+		arch, err := StatSpace(archiveDir)
+		if err != nil {
+			return err
+		}
+		if arch.FSID == card.FSID && arch.Total == card.Total {
+			cardNeed += download
+		} else if download > arch.Free {
+			return &SpaceError{Path: archiveDir, Need: download, Free: arch.Free, What: what + " (download)", Archives: true}
+		}
 	}
-	need := plan.InstallSize + plan.DownloadSize + Overhead(statusSize, nfiles)
-	if need > sp.Free {
-		what := fmt.Sprintf("%d package(s)", len(plan.Install))
-		return &SpaceError{Path: cardPath, Need: need, Free: sp.Free, What: what}
-	}
-	if nfiles > 0 && uint64(nfiles) > sp.FreeFiles {
-		return &SpaceError{Path: cardPath, Need: need, Free: sp.Free,
-			What: fmt.Sprintf("%d files (the card has %d free inodes) and they", nfiles, sp.FreeFiles)}
+	if cardNeed > card.Free {
+		return &SpaceError{Path: cardPath, Need: cardNeed, Free: card.Free, What: what}
 	}
 	return nil
 }

@@ -137,22 +137,6 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-func TestParseAptSimulation(t *testing.T) {
-	sim, err := ParseAptSimulation(open(t, "apt-sim-install.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []SimAction{
-		{"Inst", "libc6", "2.36-9+deb12u9", "2.36-9+deb12u10", "amd64"},
-		{"Inst", "libfoo1:amd64", "", "1.2-3", "amd64"},
-		{"Inst", "foo", "", "1.2-3", "amd64"},
-		{"Remv", "bar", "0.5-1", "", ""},
-	}
-	if !reflect.DeepEqual(sim, want) {
-		t.Fatalf("got %+v\nwant %+v", sim, want)
-	}
-}
-
 func TestParseDebContents(t *testing.T) {
 	files, dirs, err := ParseDebContents(open(t, "dpkg-deb-contents.txt"))
 	if err != nil {
@@ -303,36 +287,6 @@ func fakeExec(t *testing.T, answers map[string]string, calls *[]string) Exec {
 	}
 }
 
-func TestAptPlanInstall(t *testing.T) {
-	sim, _ := os.ReadFile("testdata/apt-sim-install.txt")
-	var calls []string
-	x := fakeExec(t, map[string]string{
-		"apt-get -s -q install foo": string(sim),
-		"apt-cache show --no-all-versions": "Package: libc6\nVersion: 2.36-9+deb12u10\nArchitecture: amd64\nInstalled-Size: 13000\nSize: 2800000\nFilename: pool/main/g/glibc/libc6_2.36-9+deb12u10_amd64.deb\n\n" +
-			"Package: libfoo1\nVersion: 1.2-3\nArchitecture: amd64\nInstalled-Size: 100\nSize: 40000\nFilename: pool/main/f/foo/libfoo1_1.2-3_amd64.deb\n\n" +
-			"Package: foo\nVersion: 1.2-3\nArchitecture: amd64\nInstalled-Size: 50\nSize: 20000\nFilename: pool/main/f/foo/foo_1.2-3_amd64.deb\n",
-	}, &calls)
-	plan, err := NewApt(t.TempDir(), x).PlanInstall(context.Background(), []string{"foo"}, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plan.Install) != 3 || plan.InstallSize != (13000+100+50)*1024 || plan.DownloadSize != 2860000 {
-		t.Fatalf("plan %+v", plan)
-	}
-	if len(plan.Remove) != 1 || plan.Remove[0].Name != "bar" {
-		t.Fatalf("removals %+v", plan.Remove)
-	}
-	if !strings.Contains(calls[1], "libc6:amd64=2.36-9+deb12u10") || !strings.Contains(calls[1], "libfoo1:amd64=1.2-3") {
-		t.Errorf("apt-cache query %q", calls[1])
-	}
-
-	x = fakeExec(t, map[string]string{"apt-get -s -q install nosuch": "ERR:E: Unable to locate package nosuch\n"}, &calls)
-	if _, err := NewApt("/", x).PlanInstall(context.Background(), []string{"nosuch"}, false); !errors.Is(err, ErrUnknownPackage) ||
-		!strings.Contains(err.Error(), "Unable to locate package nosuch") {
-		t.Fatalf("unknown package: %v", err)
-	}
-}
-
 func TestInspectDebCorrupt(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.deb")
 	os.WriteFile(bad, []byte("garbage\n"), 0o644)
@@ -354,7 +308,7 @@ func TestOpkgPlanInstall(t *testing.T) {
 		"opkg --noaction install":             string(noaction),
 		"opkg info luci-app-foo luci-lib-bar": "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\n\nPackage: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\n",
 	}, &calls)
-	plan, err := NewOpkg(dir, x).PlanInstall(context.Background(), []string{ipk, "luci-app-foo"}, false)
+	plan, err := NewOpkg(dir, x).Plan(context.Background(), Request{Op: OpInstall, Args: []string{ipk, "luci-app-foo"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +321,7 @@ func TestOpkgPlanInstall(t *testing.T) {
 		t.Errorf("ipk paths %q", got)
 	}
 	os.WriteFile(ipk, []byte("not an ipk"), 0o644)
-	if _, err := NewOpkg(dir, x).PlanInstall(context.Background(), []string{ipk}, false); !errors.Is(err, ErrBadArchive) {
+	if _, err := NewOpkg(dir, x).Plan(context.Background(), Request{Op: OpInstall, Args: []string{ipk}}); !errors.Is(err, ErrBadArchive) {
 		t.Errorf("corrupt ipk: %v", err)
 	}
 }
@@ -430,14 +384,17 @@ func TestCheckSpace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	small := &Plan{Install: []Package{{Name: "a"}}, InstallSize: 1024}
-	if err := CheckSpace(dir, small, 0); err != nil && sp.Free > 4<<20 {
+	if err := CheckSpace(dir, 1024, dir, 1024, "1 package"); err != nil && sp.Free > 4<<20 {
 		t.Fatalf("small plan: %v", err)
 	}
-	big := &Plan{Install: []Package{{Name: "a"}}, InstallSize: sp.Total + 1}
-	err = CheckSpace(dir, big, 0)
+	err = CheckSpace(dir, sp.Total+1, "", 0, "1 package")
 	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "not enough space on the card") {
 		t.Fatalf("big plan: %v", err)
+	}
+	// Archives elsewhere: their own file system's free space counts.
+	err = CheckSpace(dir, 0, "/proc", 4096, "1 package")
+	if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), "/proc") {
+		t.Fatalf("download to a full file system: %v", err)
 	}
 }
 
@@ -490,32 +447,6 @@ func TestRemovalClosure(t *testing.T) {
 	}
 }
 
-func TestPlanUpgrade(t *testing.T) {
-	var calls []string
-	x := fakeExec(t, map[string]string{
-		"apt-get -s -q upgrade":                "Inst libc6 [2.36-9] (2.36-10 Debian:12 [amd64])\nConf libc6 (2.36-10 Debian:12 [amd64])\n",
-		"apt-get -s -q install --only-upgrade": "Inst foo [1.0] (1.1 Debian:12 [amd64])\n",
-		"apt-cache show --no-all-versions":     "Package: libc6\nVersion: 2.36-10\nArchitecture: amd64\nInstalled-Size: 100\nSize: 10\nFilename: pool/l/libc6_2.36-10_amd64.deb\n\nPackage: foo\nVersion: 1.1\nArchitecture: amd64\nInstalled-Size: 7\nSize: 3\nFilename: pool/f/foo_1.1_amd64.deb\n",
-	}, &calls)
-	a := NewApt(t.TempDir(), x)
-	plan, err := a.PlanUpgrade(context.Background(), nil, false)
-	if err != nil || len(plan.Install) != 1 || plan.InstallSize != 100*1024 {
-		t.Fatalf("upgrade all: %+v %v", plan, err)
-	}
-	plan, err = a.PlanUpgrade(context.Background(), []string{"foo"}, false)
-	if err != nil || len(plan.Install) != 1 || plan.Install[0].Name != "foo" {
-		t.Fatalf("upgrade foo: %+v %v", plan, err)
-	}
-	x = fakeExec(t, map[string]string{
-		"opkg --noaction upgrade": "Upgrading luci-base on root from 23.0-1 to 23.1-2...\nConfiguring luci-base.\n",
-		"opkg info luci-base":     "Package: luci-base\nVersion: 23.1-2\nInstalled-Size: 5000\n",
-	}, &calls)
-	plan, err = NewOpkg(t.TempDir(), x).PlanUpgrade(context.Background(), nil, false)
-	if err != nil || len(plan.Install) != 1 || plan.Install[0].Version != "23.1-2" || plan.InstallSize != 5000 {
-		t.Fatalf("opkg upgrade: %+v %v", plan, err)
-	}
-}
-
 func TestDpkgJournal(t *testing.T) {
 	root := t.TempDir()
 	db := filepath.Join(root, "var/lib/dpkg")
@@ -541,7 +472,7 @@ func TestOpkgPlanRemoveTakesDependants(t *testing.T) {
 	}
 	data, _ := os.ReadFile("testdata/opkg-status")
 	os.WriteFile(st, data, 0o644)
-	plan, err := o.PlanRemove(context.Background(), []string{"libc"})
+	plan, err := o.Plan(context.Background(), Request{Op: OpRemove, Args: []string{"libc"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -552,57 +483,7 @@ func TestOpkgPlanRemoveTakesDependants(t *testing.T) {
 	if len(names) < 2 || names[0] != "libc" || !strings.Contains(strings.Join(names, " "), "busybox") {
 		t.Errorf("PlanRemove(libc) = %q, want libc and its dependant busybox", names)
 	}
-	if _, err := o.PlanRemove(context.Background(), []string{"nosuch"}); !errors.Is(err, ErrNotInstalled) {
+	if _, err := o.Plan(context.Background(), Request{Op: OpRemove, Args: []string{"nosuch"}}); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("unknown package: %v", err)
-	}
-}
-
-// With download, the opkg adapter fetches the archive packages of the plan
-// (`opkg download`, in its own directory under the root) and reads their
-// paths, so CheckPaths refuses a package that writes outside the overlaid
-// directories before anything is installed.
-func TestOpkgPlanInstallDownloadsAndChecksPaths(t *testing.T) {
-	root := t.TempDir()
-	noaction, _ := os.ReadFile("testdata/opkg-noaction.txt")
-	var calls []string
-	answers := fakeExec(t, map[string]string{
-		"opkg --noaction install": string(noaction),
-		"opkg info luci-app-foo luci-lib-bar": "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\n\n" +
-			"Package: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\n",
-	}, &calls)
-	x := func(ctx context.Context, argv []string) ([]byte, []byte, error) {
-		if argv[0] != "sh" {
-			return answers(ctx, argv)
-		}
-		calls = append(calls, strings.Join(argv, " "))
-		dir := filepath.Join(root, OpkgDownloadDir)
-		writeIpk(t, filepath.Join(dir, "luci-app-foo_git_all.ipk"), "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nArchitecture: all\n",
-			map[string]string{"./usr/lib/lua/foo.lua": "x"})
-		writeIpk(t, filepath.Join(dir, "luci-lib-bar_1.0-1_all.ipk"), "Package: luci-lib-bar\nVersion: 1.0-1\nArchitecture: all\n",
-			map[string]string{"./boot/bar.img": "x"})
-		return nil, nil, nil
-	}
-	plan, err := NewOpkg(root, x).PlanInstall(context.Background(), []string{"luci-app-foo"}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(strings.Join(calls, "\n"), "opkg download \"$@\" /"+OpkgDownloadDir+" luci-app-foo luci-lib-bar") {
-		t.Errorf("no opkg download of both packages in its directory:\n%s", strings.Join(calls, "\n"))
-	}
-	if len(plan.Fetched) != 2 || len(plan.Paths["luci-app-foo"]) != 1 || len(plan.Paths["luci-lib-bar"]) != 1 {
-		t.Fatalf("plan paths %v fetched %v", plan.Paths, plan.Fetched)
-	}
-	err = CheckPaths(root, []string{"usr", "etc", "var"}, plan)
-	var oe *OutsideError
-	if !errors.As(err, &oe) || oe.Package != "luci-lib-bar" {
-		t.Errorf("CheckPaths = %v, want luci-lib-bar refused for boot/bar.img", err)
-	}
-	// Without download nothing is fetched (the dry run is enough for sizes).
-	calls = nil
-	if _, err := NewOpkg(root, x).PlanInstall(context.Background(), []string{"luci-app-foo"}, false); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Contains(strings.Join(calls, "\n"), "download") {
-		t.Errorf("downloaded without being asked: %q", calls)
 	}
 }

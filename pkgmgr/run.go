@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,14 @@ const InitArg = "__pm-init"
 
 // envInitRoot passes the root to chroot into from Run to InitMain.
 const envInitRoot = "OVPKG_PM_ROOT"
+
+// ExitProtect is the init's exit code when it could not make the base
+// read-only (the package manager did not run).
+const ExitProtect = 125
+
+// envInitFDs tells InitMain how many file descriptors to pass on to the
+// package manager (3 + the status pipe).
+const envInitFDs = "OVPKG_PM_FDS"
 
 // EnvPolicyLog names the file the temporary policy-rc.d appends refused
 // service actions to.
@@ -45,6 +54,25 @@ type RunOptions struct {
 	// root's usr/sbin for the duration, unless one exists already.
 	PolicyRC  bool
 	PolicyLog string // where it logs refused actions (on tmpfs: RunDir)
+
+	// StatusFD gives the package manager a pipe as file descriptor 3
+	// (Job.StatusFD); its lines go to Parse as StreamStatus.
+	StatusFD bool
+	// Parse reads each line of output (stdout and stderr are also
+	// passed through unchanged to Stdout and Stderr) and returns the
+	// events it means; OnEvent receives them, one at a time.
+	Parse   func(s Stream, line string) []Event
+	OnEvent func(Event)
+	// Gate, with GateDir, is called when the package manager reaches
+	// the gate (GateHook) with what it handed over; nil lets it go on,
+	// an error stops it there (RunResult.Vetoed) before it changes
+	// anything. GateDir (on tmpfs: RunDir) holds the two FIFOs.
+	Gate    func(input []string) error
+	GateDir string
+	// Writable, when not nil, keeps the base root read-only to the
+	// package manager except these paths (the overlays, the card, the
+	// archive directory...): see protectBase.
+	Writable []string
 }
 
 // RunResult is what happened to the package manager.
@@ -55,11 +83,20 @@ type RunResult struct {
 	NoSpace     bool      // "No space left on device" seen in its output
 	NotStarted  []string  // "service action" pairs policy-rc.d refused
 	PolicyNote  string    // why no policy-rc.d was placed, if it was not
+	Vetoed      error     // what Gate returned when it stopped the run
+	Gated       bool      // the package manager reached the gate
+	// ErrorLine is the first error the package manager printed ("E: ...",
+	// "dpkg: error ..."), for the message.
+	ErrorLine string
+	// ReadOnly is the first line of output that reports a write refused
+	// on the read-only base (RunOptions.Writable): a package or script
+	// that writes outside the overlaid directories.
+	ReadOnly string
 }
 
 // Err is nil on success, else a *RunError.
 func (r *RunResult) Err() error {
-	if r.Code == 0 && r.Interrupted == nil {
+	if r.Code == 0 && r.Interrupted == nil && r.Vetoed == nil {
 		return nil
 	}
 	return &RunError{R: r}
@@ -76,6 +113,8 @@ type RunError struct{ R *RunResult }
 func (e *RunError) Error() string {
 	s := strings.Join(e.R.Argv, " ")
 	switch {
+	case e.R.Vetoed != nil:
+		return e.R.Vetoed.Error()
 	case e.R.Interrupted != nil:
 		return fmt.Sprintf("%s: stopped by %v", s, e.R.Interrupted)
 	case e.R.NoSpace:
@@ -91,6 +130,12 @@ func (e *RunError) Unwrap() []error {
 	}
 	if e.R.Interrupted != nil {
 		out = append(out, ErrInterrupted)
+	}
+	if e.R.Vetoed != nil {
+		out = append(out, e.R.Vetoed)
+	}
+	if e.R.ReadOnly != "" {
+		out = append(out, ErrOutside)
 	}
 	return out
 }
@@ -226,9 +271,58 @@ func Run(ctx context.Context, argv []string, o RunOptions) (*RunResult, error) {
 			os.Remove(o.PolicyLog)
 		}()
 	}
-	watch := &noSpaceWatch{w: writerOr(o.Stdout, os.Stdout)}
-	watchErr := &noSpaceWatch{w: writerOr(o.Stderr, os.Stderr)}
+	ev := &events{parse: o.Parse, on: o.OnEvent, ro: &readOnlyWatch{}}
+	watch := &noSpaceWatch{w: &lineTap{w: writerOr(o.Stdout, os.Stdout), s: StreamStdout, ev: ev}}
+	watchErr := &noSpaceWatch{w: &lineTap{w: writerOr(o.Stderr, os.Stderr), s: StreamStderr, ev: ev}}
 	cmd := exec.Command(init[0], append(append(init[1:len(init):len(init)], "--"), argv...)...)
+	var closers []io.Closer
+	defer func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}()
+	var statusDone chan struct{}
+	var statusW *os.File
+	if o.StatusFD {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, fmt.Errorf("status pipe: %w", err)
+		}
+		statusW = w
+		closers = append(closers, r, w)
+		cmd.ExtraFiles = []*os.File{w} // fd 3 of the init, passed on (envInitFDs)
+		env = append(env, envInitFDs+"=4")
+		statusDone = make(chan struct{})
+		go func() {
+			defer close(statusDone)
+			ev.lines(r, StreamStatus)
+		}()
+	}
+	var g *gate
+	gateDone := make(chan struct{})
+	var gated bool
+	var vetoed error
+	if o.Gate != nil {
+		var err error
+		if g, err = openGate(o.GateDir); err != nil {
+			return nil, err
+		}
+		closers = append(closers, g)
+		env = append(env, EnvGate+"="+g.dir)
+		go func() {
+			defer close(gateDone)
+			g.serve(func(input []string) error {
+				gated = true
+				err := o.Gate(input)
+				if err != nil && vetoed == nil {
+					vetoed = err
+				}
+				return err
+			})
+		}()
+	} else {
+		close(gateDone)
+	}
 	cmd.Env = env
 	cmd.Stdin = o.Stdin
 	if cmd.Stdin == nil {
@@ -240,6 +334,15 @@ func Run(ctx context.Context, argv []string, o RunOptions) (*RunResult, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
+	}
+	if o.Writable != nil {
+		for _, w := range o.Writable {
+			if strings.ContainsAny(w, "\n\x00") {
+				return nil, fmt.Errorf("run: writable path %q", w)
+			}
+		}
+		cmd.SysProcAttr.Cloneflags |= syscall.CLONE_NEWNS
+		cmd.Env = append(cmd.Env, envWritable+"="+strings.Join(o.Writable, "\n"))
 	}
 
 	sigs := make(chan os.Signal, 4)
@@ -290,6 +393,22 @@ loop:
 	}
 	res.Code = exitCode(cmd.ProcessState, waitErr)
 	res.NoSpace = watch.Seen() || watchErr.Seen()
+	watch.w.(*lineTap).flush()
+	watchErr.w.(*lineTap).flush()
+	if statusDone != nil {
+		// Every other holder of the write end was in the namespace,
+		// which is gone now: the reader sees EOF once ours is closed.
+		statusW.Close()
+		<-statusDone
+	}
+	if g != nil {
+		g.Close() // ends serve (the package manager is gone)
+	}
+	<-gateDone
+	res.Gated, res.Vetoed = gated, vetoed
+	ev.mu.Lock() // the last event has been delivered
+	defer ev.mu.Unlock()
+	res.ReadOnly, res.ErrorLine = ev.ro.line, ev.ro.errLine
 	return res, nil
 }
 
@@ -341,8 +460,30 @@ func InitMain(args []string) int {
 		}
 		path = p
 	}
-	env := os.Environ()
-	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Dir: "", Env: env, Files: []uintptr{0, 1, 2}, Sys: attr})
+	files := []uintptr{0, 1, 2}
+	var env []string
+	for _, e := range os.Environ() {
+		k, v, _ := strings.Cut(e, "=")
+		switch k {
+		case envInitFDs:
+			if n, err := strconv.Atoi(v); err == nil && n > 3 && n < 16 {
+				for fd := 3; fd < n; fd++ {
+					files = append(files, uintptr(fd))
+				}
+			}
+			continue
+		case envWritable:
+			if _, err := protectBase(strings.Split(v, "\n")); err != nil {
+				fmt.Fprintf(os.Stderr, "ovpkg: %v; not running the package manager\n", err)
+				return ExitProtect
+			}
+			continue
+		case envInitRoot:
+			continue
+		}
+		env = append(env, e)
+	}
+	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Dir: "", Env: env, Files: files, Sys: attr})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", args[0], err)
 		return 127

@@ -116,3 +116,80 @@ func TestPlacePolicy(t *testing.T) {
 		t.Fatal("RemoveStalePolicy removed a foreign file")
 	}
 }
+
+// The gate: the "package manager" runs GateHook with what it hands over
+// on stdin; Run's Gate sees it and its verdict decides the hook's exit.
+func TestRunGate(t *testing.T) {
+	needRoot(t)
+	script := `printf 'VERSION 3\nconf=1\n\nsl - - none < 1 amd64 none /a/sl.deb\n' | sh -c "$HOOK"; echo "rc=$?"`
+	for _, veto := range []bool{false, true} {
+		var got []string
+		var out bytes.Buffer
+		res, err := Run(context.Background(), []string{"sh", "-c", script}, RunOptions{
+			Init: testInit(), Stdout: &out, Stdin: strings.NewReader(""), Env: []string{"HOOK=" + GateHook},
+			GateDir: t.TempDir(),
+			Gate: func(in []string) error {
+				got = in
+				if veto {
+					return errors.New("no room")
+				}
+				return nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 4 || got[0] != "VERSION 3" || got[3] != "sl - - none < 1 amd64 none /a/sl.deb" || !res.Gated {
+			t.Fatalf("gate input %q gated %v", got, res.Gated)
+		}
+		want := "rc=0"
+		if veto {
+			want = "rc=1"
+		}
+		if !strings.Contains(out.String(), want) || (veto != (res.Vetoed != nil)) {
+			t.Fatalf("veto %v: output %q vetoed %v", veto, out.String(), res.Vetoed)
+		}
+		if veto && (res.Err() == nil || !strings.Contains(res.Err().Error(), "no room")) {
+			t.Errorf("vetoed run's error: %v", res.Err())
+		}
+	}
+	// A run that never reaches the gate ends at once.
+	res, err := Run(context.Background(), []string{"true"}, RunOptions{Init: testInit(), Stdin: strings.NewReader(""),
+		GateDir: t.TempDir(), Gate: func([]string) error { t.Error("gate without a package manager"); return nil }})
+	if err != nil || res.Gated || res.Err() != nil {
+		t.Fatalf("no gate: %+v %v", res, err)
+	}
+}
+
+// With Writable, everything persistent but the writable paths is
+// read-only to the package manager; the parent namespace is untouched.
+func TestRunReadOnlyBase(t *testing.T) {
+	needRoot(t)
+	ok, other := t.TempDir(), t.TempDir()
+	var out, errOut bytes.Buffer
+	script := `echo a > "$OK/file"; echo "ok=$?"; echo b > "$OTHER/file"; echo "other=$?"; grep -c ' ro,' /proc/self/mountinfo >/dev/null; echo c > /proc/self/comm; echo "proc=$?"`
+	res, err := Run(context.Background(), []string{"sh", "-c", script}, RunOptions{
+		Init: testInit(), Stdout: &out, Stderr: &errOut, Stdin: strings.NewReader(""),
+		Env: []string{"OK=" + ok, "OTHER=" + other}, Writable: []string{ok},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := out.String()
+	if !strings.Contains(o, "ok=0") || strings.Contains(o, "other=0") || !strings.Contains(o, "other=") || !strings.Contains(o, "proc=0") {
+		t.Fatalf("stdout %q stderr %q", o, errOut.String())
+	}
+	if res.ReadOnly == "" || !strings.Contains(res.ReadOnly, "Read-only file system") {
+		t.Errorf("EROFS not noted: %q", res.ReadOnly)
+	}
+	if _, err := os.Stat(filepath.Join(other, "file")); err == nil {
+		t.Fatal("a write outside the writable paths landed")
+	}
+	// Nothing leaked to this namespace.
+	if err := os.WriteFile(filepath.Join(other, "after"), []byte("x"), 0o644); err != nil {
+		t.Fatalf("the parent namespace is read-only now: %v", err)
+	}
+	if !errors.Is((&RunResult{Code: 1, ReadOnly: res.ReadOnly}).Err(), ErrOutside) {
+		t.Error("ErrOutside not wrapped")
+	}
+}

@@ -12,6 +12,7 @@ import (
 type Package struct {
 	Name          string   `json:"name"`
 	Version       string   `json:"version"`
+	Old           string   `json:"old_version,omitempty"` // in a plan: the version this one replaces
 	Arch          string   `json:"arch,omitempty"`
 	State         string   `json:"state,omitempty"`   // dpkg/opkg status word: installed, unpacked, half-configured, config-files...
 	InstalledSize int64    `json:"installed_size"`    // bytes
