@@ -23,7 +23,7 @@ cp /usr/lib/opkg/status /mnt/status.before
 opkg update >/dev/null
 mkoverlay 64 /mnt/card.img
 ovmount
-ovpkg install hello
+ovpkg install -y hello   # no terminal here: without -y ovpkg refuses (issue 8.6)
 hello
 test -f /etc/hello.postinst-ran && echo POSTINST-RAN
 ovpkg eject
@@ -31,7 +31,7 @@ test -e /usr/bin/hello || echo GONE
 cmp /usr/lib/opkg/status /mnt/status.before && echo BASE-SAME
 ovmount
 hello
-ovpkg remove hello
+ovpkg remove -y hello
 test -e /usr/bin/hello || echo REMOVED
 ovpkg eject
 cmp /usr/lib/opkg/status /mnt/status.before && echo BASE-SAME-END

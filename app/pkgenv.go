@@ -66,7 +66,7 @@ func openPkgEnv(c *cli.Context, out io.Writer) (*pkgflow.Env, error) {
 func checkArgs(verb string, args []string) error {
 	for _, a := range args {
 		if a == "" || strings.HasPrefix(a, "-") {
-			return usagef("%s: %q is not a package name or file (options go before the package names)", verb, a)
+			return usagef("%s: %q is not a package name or file", verb, a)
 		}
 	}
 	return nil

@@ -331,8 +331,11 @@ func (e *Env) describe(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir strin
 		if sp, err := pkgmgr.StatSpace(e.Rec.CardMount); err == nil {
 			free = fmt.Sprintf(" (%s free)", pkgmgr.HumanSize(sp.Free))
 		}
-		out = append(out, fmt.Sprintf("download %s into %s; the card needs about %s%s",
-			pkgmgr.HumanSize(plan.DownloadSize), archiveDir, pkgmgr.HumanSize(cardNeed(plan, d, e.statusSize())), free))
+		dl := ""
+		if plan.DownloadSize > 0 {
+			dl = fmt.Sprintf("download %s into %s; ", pkgmgr.HumanSize(plan.DownloadSize), archiveDir)
+		}
+		out = append(out, fmt.Sprintf("%sthe card needs about %s%s", dl, pkgmgr.HumanSize(cardNeed(plan, d, e.statusSize())), free))
 	} else if op == pkgmgr.OpRemove || op == pkgmgr.OpPurge {
 		var n int64
 		for _, p := range plan.Remove {
