@@ -3,6 +3,7 @@ package app
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
 
@@ -35,6 +36,7 @@ func (e *txnEnv) close() {
 	if e.unlock != nil {
 		e.unlock()
 	}
+	reportRSS(os.Stderr) // test builds with OVPKG_TEST_REPORT_RSS only
 }
 
 func (e *txnEnv) say(format string, a ...any) { fmt.Fprintf(e.out, format+"\n", a...) }

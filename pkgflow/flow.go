@@ -300,7 +300,7 @@ func (e *Env) checkSpace(plan *pkgmgr.Plan, d *DBs, archiveDir string) error {
 // describe is the plan in a few lines: what changes, what is
 // downloaded where, what the card needs.
 func (e *Env) describe(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir string) []string {
-	var out []string
+	out := append([]string{}, plan.Notes...)
 	list := func(label string, ps []pkgmgr.Package, old bool) {
 		if len(ps) == 0 {
 			return
@@ -446,13 +446,14 @@ func (e *Env) runJob(ctx context.Context, op pkgmgr.Op, job *pkgmgr.Job, plan *p
 		what = "removing " + strings.Join(res.Args, " ")
 	}
 	what = strings.TrimSpace(what)
+	before, _ := pkgmgr.Installed(e.M)
 	run, err := pkgmgr.Run(ctx, job.Argv, ro)
 	p.Done()
 	if err != nil {
 		return nil, err
 	}
 	if run.Err() == nil {
-		return run, nil
+		return run, e.judgeClean(before, run, what)
 	}
 	if run.Vetoed != nil {
 		return run, run.Vetoed
@@ -463,6 +464,35 @@ func (e *Env) runJob(ctx context.Context, op pkgmgr.Op, job *pkgmgr.Job, plan *p
 		}
 	}
 	return run, e.explain(run, what, job.Argv[0])
+}
+
+// judgeClean checks a run that exited 0 against the database: opkg
+// exits 0 after "Collected errors" even when a package was left
+// unconfigured. A package left half-done that was not so before fails the
+// change (its transaction is undone); otherwise the collected errors are
+// repeated as a warning (a conffile the user changed is kept, the
+// package's new one beside it as NAME-opkg).
+func (e *Env) judgeClean(before []pkgmgr.Package, run *pkgmgr.RunResult, what string) error {
+	after, err := pkgmgr.Installed(e.M)
+	if err != nil {
+		return fmt.Errorf("reading the package database after %s: %w", what, err)
+	}
+	if bad := pkgmgr.NewlyBroken(before, after); len(bad) > 0 {
+		var names []string
+		for _, p := range bad {
+			names = append(names, p.Name+" ("+p.State+")")
+		}
+		msg := fmt.Sprintf("%s exited 0 but left %s half-done", e.M.Name(), strings.Join(names, ", "))
+		if len(run.Collected) > 0 {
+			msg += ": " + strings.Join(run.Collected, "; ")
+		}
+		return fmt.Errorf("%s failed: %s", what, msg)
+	}
+	if len(run.Collected) > 0 {
+		e.say("%s reported errors but finished (every package is installed; the change is kept): %s",
+			e.M.Name(), strings.Join(run.Collected, "; "))
+	}
+	return nil
 }
 
 // writable are the paths the package manager may write: the overlays,

@@ -94,6 +94,10 @@ type Plan struct {
 	Paths    map[string][]string `json:"-"`
 	Dirs     map[string][]string `json:"-"`
 	Archives []string            `json:"archives,omitempty"` // archive file names (apt's own), local files as given
+	// Notes are what the user should know about how the change will be
+	// made (opkg: a `dest` naming the card is left out), shown with the
+	// plan.
+	Notes []string `json:"notes,omitempty"`
 
 	direct bool // apt: local files dpkg installs by itself (selfContained)
 }

@@ -1,10 +1,8 @@
 package pkgmgr
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -15,9 +13,10 @@ import (
 	"strings"
 )
 
-// Opkg drives opkg (OpenWrt, Yocto). opkg is not packaged for Debian, so
-// this adapter is tested on the command lines it builds and the files it
-// reads (docs/pkgmgr.md).
+// Opkg drives opkg (OpenWrt, Yocto). It is tested against the real
+// opkg-lede built from ../shared/pm-src in a busybox root
+// (internal/owrttest, app/openwrt_e2e_test.go) and on canned output
+// (docs/pkgmgr.md).
 type Opkg struct {
 	root     string
 	stateDir string // usr/lib/opkg (OpenWrt) or var/lib/opkg (older, Yocto)
@@ -56,8 +55,35 @@ func (o *Opkg) Root() string        { return o.root }
 func (o *Opkg) StatusPath() string  { return o.stateDir + "/status" }
 func (o *Opkg) RecoverHint() string { return "ovpkg configure" }
 
+// ParseStatus reads an opkg status file. opkg-lede writes no
+// Installed-Size there, so a package without one gets the sum of the
+// sizes of the files its info/NAME.list names, as they are in the root.
 func (o *Opkg) ParseStatus(source string, r io.Reader) ([]Package, error) {
-	return ParseOpkgStatus(source, r)
+	pkgs, err := ParseOpkgStatus(source, r)
+	if err != nil {
+		return nil, err
+	}
+	for i := range pkgs {
+		if pkgs[i].InstalledSize == 0 && pkgs[i].Installed() {
+			pkgs[i].InstalledSize = o.listedSize(pkgs[i].Name)
+		}
+	}
+	return pkgs, nil
+}
+
+// listedSize adds up the sizes of the regular files in info/NAME.list.
+func (o *Opkg) listedSize(name string) int64 {
+	files, err := o.Files(name)
+	if err != nil {
+		return 0
+	}
+	var n int64
+	for _, f := range files {
+		if fi, err := os.Lstat(filepath.Join(o.root, f)); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n
 }
 
 // Files reads <state dir>/info/<pkg>.list.
@@ -77,16 +103,28 @@ func (o *Opkg) Files(pkg string) ([]string, error) {
 	return readList(f)
 }
 
-// Argv builds opkg command lines. opkg runs with its default destination
-// (root): its writes go through the live overlays onto the card, like
-// dpkg's. --force-space because opkg would otherwise measure the free
-// space of the base (flash) instead of the card; ovpkg checks the card.
+// Argv builds opkg command lines. opkg runs with its root destination:
+// its writes go through the live overlays onto the card, like dpkg's.
+// --force-space because opkg would otherwise measure the free space of
+// the base (flash) instead of the card; ovpkg checks the card. With
+// ao.ArchiveDir, opkg's temporary directory (where it downloads packages
+// and unpacks them: /tmp, RAM on OpenWrt) is made there (-t), on the
+// card. A `dest` that points at the card itself (the seed's `dest card
+// /overlay`) is left out of the configuration opkg gets (opkgPrefix).
 func (o *Opkg) Argv(op Op, args []string, ao ArgvOptions) ([]string, error) {
 	if op != OpRaw {
 		if err := checkNames(args); err != nil {
 			return nil, err
 		}
 	}
+	pre, _, err := o.opkgPrefix()
+	if err != nil {
+		return nil, err
+	}
+	if ao.ArchiveDir != "" && op != OpRaw {
+		pre = append(pre, "-t", ao.ArchiveDir)
+	}
+	cmd := func(a ...string) []string { return append(append([]string{}, pre...), a...) }
 	switch op {
 	case OpInstall:
 		if len(args) == 0 {
@@ -96,30 +134,45 @@ func (o *Opkg) Argv(op Op, args []string, ao ArgvOptions) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		return append([]string{"opkg", "--force-space", "install"}, files...), nil
+		return cmd(append([]string{"--force-space", "install"}, files...)...), nil
 	case OpRemove:
 		if len(args) == 0 {
 			return nil, errors.New("remove: no packages given")
 		}
-		return append([]string{"opkg", "remove"}, args...), nil
+		return cmd(append([]string{"remove"}, args...)...), nil
 	case OpPurge:
 		if len(args) == 0 {
 			return nil, errors.New("purge: no packages given")
 		}
-		return append([]string{"opkg", "remove", "--force-remove"}, args...), nil
+		return cmd(append([]string{"remove", "--force-remove"}, args...)...), nil
 	case OpUpdate:
 		if len(args) != 0 {
 			return nil, errors.New("update takes no packages")
 		}
-		return []string{"opkg", "update"}, nil
+		return cmd("update"), nil
 	case OpUpgrade:
-		return append([]string{"opkg", "--force-space", "upgrade"}, args...), nil
+		return cmd(append([]string{"--force-space", "upgrade"}, args...)...), nil
 	case OpConfigure:
-		return []string{"opkg", "configure"}, nil
+		return cmd("configure"), nil
 	case OpRaw:
-		return append([]string{"opkg"}, args...), nil
+		return cmd(args...), nil
 	}
 	return nil, fmt.Errorf("opkg: unknown operation %q", op)
+}
+
+// CheckTools says what opkg needs in the root besides itself and is
+// missing: opkg-lede runs an external `gzip -d -c` from PATH to read
+// package lists and packages and, without it, fails silently (empty
+// lists, "Unknown package"); and it takes its lock in /var/lock, which it
+// does not create ("Could not create lock file", exit 255).
+func (o *Opkg) CheckTools() error {
+	if _, err := lookPathIn(o.root, "gzip"); err != nil {
+		return fmt.Errorf("opkg needs gzip on PATH in %s to read package lists and packages, and there is none (opkg would fail silently: empty lists, \"Unknown package\"); install busybox's gzip applet or the gzip package", o.root)
+	}
+	if fi, err := os.Stat(filepath.Join(o.root, "var/lock")); err != nil || !fi.IsDir() {
+		return fmt.Errorf("opkg needs the directory %s for its lock, and it is missing (OpenWrt's boot creates it in /tmp); create it: mkdir -p /var/lock", filepath.Join(o.root, "var/lock"))
+	}
+	return nil
 }
 
 // opkgInstalling matches `opkg --noaction install` lines:
@@ -128,11 +181,11 @@ var opkgInstalling = regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `)
 
 // opkgUpgrading matches `opkg --noaction upgrade` lines:
 // "Upgrading foo on root from 1.0-1 to 1.1-1...".
-var opkgUpgrading = regexp.MustCompile(`^Upgrading (\S+) on \S+ from \S+ to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
+var opkgUpgrading = regexp.MustCompile(`^Upgrading (\S+) on \S+ from (\S+) to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
 
 // Plan implements Manager: local .ipk files are read in pure Go (paths,
 // Installed-Size), archive packages resolved with `opkg --noaction VERB`
-// and sized with `opkg info`; a remove comes from the status file.
+// and sized from the package lists; a remove comes from the status file.
 // Nothing is downloaded: the package manager's run keeps the base root
 // read-only (RunOptions.Writable), so an archive package's paths need no
 // listing beforehand.
@@ -171,7 +224,7 @@ func (o *Opkg) Plan(ctx context.Context, req Request) (*Plan, error) {
 		plan.Paths[info.Pkg.Key()], plan.Dirs[info.Pkg.Key()] = info.Paths, info.Dirs
 		plan.Archives = append(plan.Archives, a)
 	}
-	return o.planNoaction(ctx, plan, local, string(req.Op), args)
+	return o.planNoaction(ctx, plan, local, string(req.Op), args, req.ArchiveDir)
 }
 
 // Job implements Manager: opkg install/upgrade/remove as Argv builds it,
@@ -187,15 +240,31 @@ func (o *Opkg) Job(req Request, plan *Plan) (*Job, error) {
 			args = append(args, p.Name)
 		}
 	}
-	argv, err := o.Argv(req.Op, args, ArgvOptions{Yes: true})
+	argv, err := o.Argv(req.Op, args, ArgvOptions{Yes: true, ArchiveDir: req.ArchiveDir})
 	if err != nil {
 		return nil, err
 	}
 	return &Job{Argv: argv}, nil
 }
 
-func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string) (*Plan, error) {
-	out, _, err := o.x(ctx, append([]string{"opkg", "--noaction", verb}, args...))
+// planNoaction runs `opkg --noaction VERB ARGS` for the closure. opkg
+// downloads every package of it even then: into archiveDir (-t), on the
+// card, not into /tmp (RAM on OpenWrt).
+func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string, archiveDir string) (*Plan, error) {
+	if err := o.CheckTools(); err != nil {
+		return nil, err
+	}
+	pre, note, err := o.opkgPrefix()
+	if err != nil {
+		return nil, err
+	}
+	if note != "" {
+		plan.Notes = append(plan.Notes, note)
+	}
+	if archiveDir != "" {
+		pre = append(pre, "-t", archiveDir)
+	}
+	out, _, err := o.x(ctx, append(append(append([]string{}, pre...), "--noaction", verb), args...))
 	if err != nil {
 		var ce *CommandError
 		if errors.As(err, &ce) && strings.Contains(ce.Stdout+ce.Stderr, "Unknown package") {
@@ -203,163 +272,52 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 		}
 		return nil, err
 	}
-	var names []string
+	wanted := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		m := opkgInstalling.FindStringSubmatch(sc.Text())
+		old := ""
 		if m == nil {
-			m = opkgUpgrading.FindStringSubmatch(sc.Text())
+			if m = opkgUpgrading.FindStringSubmatch(sc.Text()); m != nil {
+				old = m[2]
+				m = []string{m[0], m[1], m[3]}
+			}
 		}
 		if m == nil || local[m[1]] {
 			continue
 		}
-		plan.Install = append(plan.Install, Package{Name: m[1], Version: m[2]})
-		names = append(names, m[1])
+		plan.Install = append(plan.Install, Package{Name: m[1], Version: m[2], Old: old})
+		wanted[m[1]] = true
 	}
-	if len(names) > 0 {
-		out, _, err := o.x(ctx, append([]string{"opkg", "info"}, names...))
+	// Sizes come from the package lists (Installed-Size, Size): opkg
+	// info prints neither, and opkg-lede keeps no Installed-Size in its
+	// status file.
+	if len(wanted) > 0 {
+		conf, err := ReadOpkgConf(o.root)
 		if err != nil {
 			return nil, err
 		}
-		st, err := ParseStanzas("opkg info", bytes.NewReader(out))
-		if err != nil {
-			return nil, err
-		}
-		for _, s := range st {
-			p, err := packageFromStanza("opkg info", s, 1)
-			if err != nil {
-				return nil, err
-			}
-			for i := range plan.Install {
-				if plan.Install[i].Name == p.Name && plan.Install[i].Version == p.Version {
-					plan.Install[i].InstalledSize = p.InstalledSize
-					plan.Install[i].Arch = p.Arch
+		lists := readOpkgLists(filepath.Join(o.root, conf.ListsDir), wanted)
+		for i := range plan.Install {
+			for _, fi := range lists[plan.Install[i].Name] {
+				if fi.Version == plan.Install[i].Version {
+					plan.Install[i].InstalledSize, plan.Install[i].Arch = fi.InstalledSize, fi.Arch
+					plan.DownloadSize += fi.Size
+					break
 				}
 			}
 		}
 	}
+	// InstallSize is the change: an upgrade frees the old version's size.
+	installed, _ := Installed(o)
+	ix := NewIndex(installed)
 	for _, p := range plan.Install {
 		plan.InstallSize += p.InstalledSize
+		if p.Old != "" {
+			if q, ok := ix.Lookup(p.Name); ok {
+				plan.InstallSize -= q.InstalledSize
+			}
+		}
 	}
 	return plan, nil
-}
-
-// IpkInfo is what an .ipk holds.
-type IpkInfo struct {
-	Pkg   Package
-	Paths []string
-	Dirs  []string
-}
-
-// ReadIpk reads an OpenWrt/opkg package: a gzipped tar (or, for older
-// packages, an ar archive) holding control.tar.gz and data.tar.gz. Pure
-// Go: no opkg needed to check a local package before installing it.
-func ReadIpk(r io.Reader) (*IpkInfo, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 1<<30))
-	if err != nil {
-		return nil, err
-	}
-	var members map[string][]byte
-	if bytes.HasPrefix(data, []byte("!<arch>\n")) {
-		members, err = readAr(data)
-	} else {
-		members, err = readTarGz(bytes.NewReader(data), true)
-	}
-	if err != nil {
-		return nil, err
-	}
-	ctl, ok := members["control.tar.gz"]
-	if !ok {
-		return nil, errors.New("no control.tar.gz inside")
-	}
-	dat, ok := members["data.tar.gz"]
-	if !ok {
-		return nil, errors.New("no data.tar.gz inside")
-	}
-	cm, err := readTarGz(bytes.NewReader(ctl), true)
-	if err != nil {
-		return nil, fmt.Errorf("control.tar.gz: %w", err)
-	}
-	control, ok := cm["control"]
-	if !ok {
-		return nil, errors.New("control.tar.gz has no control file")
-	}
-	st, err := ParseStanzas("control", bytes.NewReader(control))
-	if err != nil || len(st) != 1 {
-		return nil, fmt.Errorf("control file unreadable (%v)", err)
-	}
-	p, err := packageFromStanza("control", st[0], 1)
-	if err != nil {
-		return nil, err
-	}
-	info := &IpkInfo{Pkg: p}
-	zr, err := gzip.NewReader(bytes.NewReader(dat))
-	if err != nil {
-		return nil, fmt.Errorf("data.tar.gz: %w", err)
-	}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("data.tar.gz: %w", err)
-		}
-		name := strings.Trim(strings.TrimPrefix(h.Name, "."), "/")
-		if name == "" {
-			continue
-		}
-		if h.Typeflag == tar.TypeDir {
-			info.Dirs = append(info.Dirs, name)
-		} else {
-			info.Paths = append(info.Paths, name)
-		}
-	}
-	return info, nil
-}
-
-func readTarGz(r io.Reader, keep bool) (map[string][]byte, error) {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]byte{}
-	tr := tar.NewReader(zr)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if h.Typeflag != tar.TypeReg || !keep {
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(tr, 1<<30))
-		if err != nil {
-			return nil, err
-		}
-		out[strings.TrimPrefix(h.Name, "./")] = b
-	}
-}
-
-func readAr(data []byte) (map[string][]byte, error) {
-	out := map[string][]byte{}
-	p := data[8:]
-	for len(p) >= 60 {
-		hdr := p[:60]
-		name := strings.TrimSuffix(strings.TrimSpace(string(hdr[:16])), "/")
-		var size int
-		if _, err := fmt.Sscanf(strings.TrimSpace(string(hdr[48:58])), "%d", &size); err != nil || size < 0 || 60+size > len(p) {
-			return nil, errors.New("corrupt ar header")
-		}
-		out[name] = p[60 : 60+size]
-		p = p[60+size:]
-		if size%2 == 1 && len(p) > 0 {
-			p = p[1:]
-		}
-	}
-	return out, nil
 }

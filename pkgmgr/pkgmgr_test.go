@@ -302,17 +302,18 @@ func TestOpkgPlanInstall(t *testing.T) {
 	dir := t.TempDir()
 	ipk := filepath.Join(dir, "local_1.0_all.ipk")
 	writeIpk(t, ipk, "Package: local\nVersion: 1.0\nArchitecture: all\nInstalled-Size: 4096\n", map[string]string{"./usr/bin/local": "x", "./etc/local.conf": "y"})
+	opkgTestRoot(t, dir)
 	noaction, _ := os.ReadFile("testdata/opkg-noaction.txt")
 	var calls []string
 	x := fakeExec(t, map[string]string{
-		"opkg --noaction install":             string(noaction),
-		"opkg info luci-app-foo luci-lib-bar": "Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\n\nPackage: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\n",
+		"opkg --noaction install": string(noaction),
 	}, &calls)
 	plan, err := NewOpkg(dir, x).Plan(context.Background(), Request{Op: OpInstall, Args: []string{ipk, "luci-app-foo"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(plan.Install) != 3 || plan.InstallSize != 4096+2000+3000 {
+	// Sizes from the package lists (opkg info prints none).
+	if len(plan.Install) != 3 || plan.InstallSize != 4096+2000+3000 || plan.DownloadSize != 700+800 {
 		t.Fatalf("plan %+v", plan)
 	}
 	got := append([]string(nil), plan.Paths["local"]...)
@@ -486,4 +487,26 @@ func TestOpkgPlanRemoveTakesDependants(t *testing.T) {
 	if _, err := o.Plan(context.Background(), Request{Op: OpRemove, Args: []string{"nosuch"}}); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("unknown package: %v", err)
 	}
+}
+
+// opkgTestRoot gives a scratch root what the opkg adapter checks for
+// (gzip on PATH, /var/lock) and a package list (gzip'd, as opkg-lede
+// keeps them) with the sizes of the packages in testdata/opkg-noaction.txt.
+func opkgTestRoot(t *testing.T, root string) {
+	t.Helper()
+	os.MkdirAll(filepath.Join(root, "bin"), 0o755)
+	os.MkdirAll(filepath.Join(root, "var/lock"), 0o755)
+	os.WriteFile(filepath.Join(root, "bin/gzip"), []byte("#!/bin/sh\n"), 0o755)
+	lists := filepath.Join(root, "var/opkg-lists")
+	os.MkdirAll(lists, 0o755)
+	os.MkdirAll(filepath.Join(root, "etc"), 0o755)
+	os.WriteFile(filepath.Join(root, "etc/opkg.conf"), []byte("dest root /\nlists_dir ext /var/opkg-lists\n"), 0o644)
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write([]byte("Package: luci-app-foo\nVersion: git-23.051.66410-a505bb1\nInstalled-Size: 2000\nArchitecture: all\nSize: 700\nDescription: x\n y\n\n" +
+		"Package: luci-lib-bar\nVersion: 1.0-1\nInstalled-Size: 3000\nArchitecture: all\nSize: 800\n\n" +
+		"Package: luci-base\nVersion: 23.1-2\nInstalled-Size: 5000\nSize: 900\n\n" +
+		"Package: luci-base\nVersion: 23.0-1\nInstalled-Size: 4000\n"))
+	zw.Close()
+	os.WriteFile(filepath.Join(lists, "openwrt_luci"), b.Bytes(), 0o644)
 }

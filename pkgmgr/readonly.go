@@ -144,6 +144,9 @@ func mountIDOf(path string) (uint64, error) {
 type readOnlyWatch struct {
 	line    string
 	errLine string
+	// opkg's "Collected errors:" block: " * func: message" lines.
+	inCollected bool
+	collected   []string
 }
 
 var readOnlyText = "Read-only file system"
@@ -154,5 +157,16 @@ func (r *readOnlyWatch) see(l string) {
 	}
 	if r.errLine == "" && isErrorLine(l) {
 		r.errLine = strings.TrimSpace(l)
+	}
+	switch {
+	case l == "Collected errors:":
+		r.inCollected = true
+	case r.inCollected && strings.HasPrefix(l, " * "):
+		if len(r.collected) < 50 {
+			r.collected = append(r.collected, strings.TrimSpace(strings.TrimPrefix(l, " * ")))
+		}
+	case r.inCollected && strings.TrimSpace(l) == "":
+	default:
+		r.inCollected = false
 	}
 }

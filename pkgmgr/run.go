@@ -88,6 +88,11 @@ type RunResult struct {
 	// ErrorLine is the first error the package manager printed ("E: ...",
 	// "dpkg: error ..."), for the message.
 	ErrorLine string
+	// Collected are the lines opkg printed under "Collected errors:"
+	// (it does so, and exits 0, when it kept a conffile the user changed
+	// or a package left unconfigured by an earlier run failed again): the
+	// caller judges them against the database.
+	Collected []string
 	// ReadOnly is the first line of output that reports a write refused
 	// on the read-only base (RunOptions.Writable): a package or script
 	// that writes outside the overlaid directories.
@@ -408,7 +413,7 @@ loop:
 	res.Gated, res.Vetoed = gated, vetoed
 	ev.mu.Lock() // the last event has been delivered
 	defer ev.mu.Unlock()
-	res.ReadOnly, res.ErrorLine = ev.ro.line, ev.ro.errLine
+	res.ReadOnly, res.ErrorLine, res.Collected = ev.ro.line, ev.ro.errLine, ev.ro.collected
 	return res, nil
 }
 

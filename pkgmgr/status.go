@@ -256,3 +256,23 @@ func RemovalClosure(installed []Package, names []string) ([]Package, error) {
 	}
 	return out, nil
 }
+
+// NewlyBroken lists the packages of after that the package manager left
+// half-done (Broken: unpacked, half-installed...) and that were not so in
+// before: a run that exited 0 but did not finish (opkg prints "Collected
+// errors" and exits 0 when a package's postinst fails on a later run).
+func NewlyBroken(before, after []Package) []Package {
+	was := map[string]bool{}
+	for _, p := range before {
+		if p.Broken() {
+			was[p.Key()+" "+p.Version] = true
+		}
+	}
+	var out []Package
+	for _, p := range after {
+		if p.Broken() && !was[p.Key()+" "+p.Version] {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -27,6 +27,7 @@ func openLayout(cardMount string) (*card.Layout, error) { return card.Open(cardM
 type privateNS struct {
 	prefix string
 	nsfd   int // the namespace, for Join
+	rootfd int // the thread's root directory there (a chroot's), for Join
 	calls  chan func()
 	quit   chan struct{}
 }
@@ -93,6 +94,16 @@ func (p *privateNS) run(targets []string, ready chan<- error) {
 			return
 		}
 		p.nsfd = fd
+		// setns(CLONE_NEWNS) resets a joining thread's root to the
+		// namespace's: keep ours (inside a chroot it is not "/") so
+		// that Join can return to it.
+		rfd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			unix.Close(fd)
+			ready <- fmt.Errorf("private mount namespace: %w", err)
+			return
+		}
+		p.rootfd = rfd
 		ready <- nil
 		for {
 			select {
@@ -125,13 +136,22 @@ func (p *privateNS) Join() error {
 	if err := unix.Setns(p.nsfd, unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("joining the private mount namespace: %w", err)
 	}
-	return nil
+	// Back into the root ovpkg runs in (a chroot's: the test roots, a
+	// build system's), which setns replaced by the namespace's own.
+	if err := unix.Fchdir(p.rootfd); err != nil {
+		return fmt.Errorf("joining the private mount namespace: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("joining the private mount namespace: chroot: %w", err)
+	}
+	return unix.Chdir("/")
 }
 
 // Close ends the thread; the kernel tears down what is still mounted in
 // the namespace.
 func (p *privateNS) Close() {
 	unix.Close(p.nsfd)
+	unix.Close(p.rootfd)
 	close(p.quit)
 }
 

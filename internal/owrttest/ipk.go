@@ -23,8 +23,9 @@ type File struct {
 	Mode int64 // 0: 0644
 	// Size, when set, makes the file Size bytes of pseudo-random
 	// (incompressible) data, streamed, never held in memory.
-	Size int64
-	Link string // a symbolic link to Link (Data ignored)
+	Size  int64
+	Zeros bool   // with Size: zero bytes instead (compresses to almost nothing)
+	Link  string // a symbolic link to Link (Data ignored)
 }
 
 // Program is a File holding a shell script that prints msg.
@@ -164,7 +165,7 @@ func writeData(w io.Writer, files map[string]File) (int64, error) {
 }
 
 func writeTarGz(w io.Writer, files map[string]File, withDirs bool) (int64, error) {
-	zw := gzip.NewWriter(w)
+	zw, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
 	tw := tar.NewWriter(zw)
 	norm := make(map[string]File, len(files))
 	names := make([]string, 0, len(files))
@@ -206,6 +207,9 @@ func writeTarGz(w io.Writer, files map[string]File, withDirs bool) (int64, error
 		case f.Link != "":
 			h.Typeflag, h.Linkname, h.Size, h.Mode = tar.TypeSymlink, f.Link, 0, 0o777
 			r = strings.NewReader("")
+		case f.Size > 0 && f.Zeros:
+			h.Size = f.Size
+			r = io.LimitReader(zeros{}, f.Size)
 		case f.Size > 0:
 			h.Size = f.Size
 			r = io.LimitReader(rand.New(rand.NewSource(f.Size)), f.Size)
@@ -222,6 +226,13 @@ func writeTarGz(w io.Writer, files map[string]File, withDirs bool) (int64, error
 		return 0, err
 	}
 	return total, zw.Close()
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
 
 // WriteFeed writes dir/Packages and dir/Packages.gz for the .ipk files
