@@ -65,9 +65,9 @@ opkg update >/dev/null
 mkoverlay 256 /mnt/card.img >/dev/null
 ovmount >/dev/null
 for i in $(seq %d); do
-  echo STEP install
+  echo STEP install >&2
   time -f "TIME ovpkg-install %%e" env OVPKG_REPORT_RSS=1 ovpkg install -y big >/dev/null
-  echo STEP remove
+  echo STEP remove >&2
   OVPKG_REPORT_RSS=1 ovpkg remove -y big >/dev/null
   time -f "TIME opkg-install %%e" opkg install big >/dev/null
   opkg remove big >/dev/null
@@ -109,13 +109,13 @@ for i in $(seq %d); do
   gen /usr/share/own 15000
   # touch copies every base file up onto the card, identical but for mtime
   find /usr/share/base -type f -exec touch {} +
-  echo STEP flatten
+  echo STEP flatten >&2
   time -f "TIME flatten %%e" env OVPKG_REPORT_RSS=1 ovpkg flatten --to /mnt/flat.img --quiet >/dev/null
   rm -f /mnt/flat.img
-  echo STEP cp
+  echo STEP cp >&2
   time -f "TIME cp %%e" cp -a /overlay/ovpkg/layers /mnt/layers-copy
   rm -rf /mnt/layers-copy
-  echo STEP dedupe
+  echo STEP dedupe >&2
   time -f "TIME dedupe %%e" env OVPKG_REPORT_RSS=1 ovpkg dedupe
   ovpkg eject >/dev/null
 done
