@@ -11,7 +11,7 @@ import (
 )
 
 // owrtMetrics collects "TIME label seconds" and "ovpkg-vmhwm-kb: N"
-// lines (busybox time -f, OVPKG_REPORT_RSS) from a script's output.
+// lines (busybox time -f, OVPKG_TEST_REPORT_RSS) from a script's output.
 type owrtMetrics struct {
 	time map[string][]float64
 	rss  map[string]float64 // label -> max VmHWM (KiB)
@@ -66,9 +66,9 @@ mkoverlay 256 /mnt/card.img >/dev/null
 ovmount >/dev/null
 for i in $(seq %d); do
   echo STEP install >&2
-  time -f "TIME ovpkg-install %%e" env OVPKG_REPORT_RSS=1 ovpkg install -y big >/dev/null
+  time -f "TIME ovpkg-install %%e" env OVPKG_TEST_REPORT_RSS=1 ovpkg install -y big >/dev/null
   echo STEP remove >&2
-  OVPKG_REPORT_RSS=1 ovpkg remove -y big >/dev/null
+  OVPKG_TEST_REPORT_RSS=1 ovpkg remove -y big >/dev/null
   time -f "TIME opkg-install %%e" opkg install big >/dev/null
   opkg remove big >/dev/null
 done
@@ -110,13 +110,13 @@ for i in $(seq %d); do
   # touch copies every base file up onto the card, identical but for mtime
   find /usr/share/base -type f -exec touch {} +
   echo STEP flatten >&2
-  time -f "TIME flatten %%e" env OVPKG_REPORT_RSS=1 ovpkg flatten --to /mnt/flat.img --quiet >/dev/null
+  time -f "TIME flatten %%e" env OVPKG_TEST_REPORT_RSS=1 ovpkg flatten --to /mnt/flat.img --quiet >/dev/null
   rm -f /mnt/flat.img
   echo STEP cp >&2
   time -f "TIME cp %%e" cp -a /overlay/ovpkg/layers /mnt/layers-copy
   rm -rf /mnt/layers-copy
   echo STEP dedupe >&2
-  time -f "TIME dedupe %%e" env OVPKG_REPORT_RSS=1 ovpkg dedupe
+  time -f "TIME dedupe %%e" env OVPKG_TEST_REPORT_RSS=1 ovpkg dedupe
   ovpkg eject >/dev/null
 done
 `, b.N)
