@@ -156,7 +156,7 @@ func ovpkgCommands() []*cli.Command {
 	}
 	cmds = append(cmds, packageCommands()...)
 	cmds = append(cmds, txnCommands()...)
-	cmds = append(cmds, subhostCommand(), overlayBootCommand(), overlayGoCommand(), overlayStopCommand())
+	cmds = append(cmds, subhostCommand(), tryCommand(), overlayBootCommand(), overlayGoCommand(), overlayStopCommand())
 	for _, mk := range testCommands {
 		cmds = append(cmds, mk())
 	}

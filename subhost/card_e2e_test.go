@@ -53,3 +53,63 @@ eject >/dev/null && echo EJECTED
 		t.Errorf("%s", r)
 	}
 }
+
+// ovpkg try: install in a throwaway subhost (nothing on the live system
+// changes), test it, commit it as a transaction (history shows it, the
+// live system has it at once, rollback drops it); a second try is
+// discarded and leaves nothing.
+func TestTryInstallCommitDiscard(t *testing.T) {
+	nstest.Need(t, "dpkg-deb", "dpkg-query", "apt-get")
+	pfx := "ovtry" + names(1)[0][1:5]
+	debs := debtest.BuildStandard(t, t.TempDir(), pfx, 1<<20)
+	lib, app, _, conf, _ := debtest.Names(pfx)
+	r := hostScript(t, fmt.Sprintf(`
+APP=%s LIB=%s CONF=%s
+export DEBIAN_FRONTEND=noninteractive
+export OVPKG_CONFIG=$T/ovpkg.conf
+printf 'MOUNTPOINT=%%s\nOVERLAY_DIRS=usr etc var\n' $T/card > $OVPKG_CONFIG
+mkoverlay 64 $T/card.img >/dev/null
+ovmount >/dev/null
+rm -f /usr/sbin/policy-rc.d
+sum0=$(sha256sum < /var/lib/dpkg/status)
+hist0=$(ovpkg history | wc -l)
+ovpkg try install -y %s %s
+command -v $APP >/dev/null && echo "LIVE CHANGED before commit"
+[ "$(sha256sum < /var/lib/dpkg/status)" = "$sum0" ] && echo "live status unchanged"
+[ "$(ovpkg history | wc -l)" = "$hist0" ] && echo "history unchanged"
+echo "in try: $(ovpkg try run $APP)"
+ovpkg try run -- dpkg-query -W -f='${Status}\n' $APP
+ovpkg subhost list
+ovpkg try commit
+echo "live: $($APP)"
+dpkg-query -W -f='${Status}\n' $APP
+ovpkg history
+ovpkg rollback >/dev/null
+hash -r; command -v $APP >/dev/null || echo "rolled back: gone"
+ovpkg try install -y %s
+ovpkg try discard
+[ -e /etc/$CONF.conf ] && echo "LIVE CHANGED by a discarded try"
+[ -e $T/card/ovpkg/try ] && echo "try dir LEFT"
+ovpkg try run true 2>&1 || true
+leftovers ovpkg-try
+eject >/dev/null && echo EJECTED
+`, app, lib, conf, debs.Lib, debs.App, debs.Conf))
+	if r.Code != 0 {
+		t.Fatalf("%s", r)
+	}
+	for _, want := range []string{"tried: install", "live status unchanged", "history unchanged", "in: ", "in try: hello from " + app,
+		"install ok installed", "try committed as transaction", "live: hello from " + app, "try install", "rolled back: gone",
+		"try discarded", "no try in progress", "EJECTED"} {
+		if want == "in: " {
+			continue
+		}
+		if !strings.Contains(r.Stdout+r.Stderr, want) {
+			t.Errorf("missing %q:\n%s", want, r)
+		}
+	}
+	for _, bad := range []string{"LIVE CHANGED", "LEFT"} {
+		if strings.Contains(r.Stdout, bad) {
+			t.Errorf("%q:\n%s", bad, r)
+		}
+	}
+}

@@ -37,6 +37,16 @@ leftovers() {
   done
   return 0
 }
+# Supervisors run in their own sessions: a failing test must still stop
+# every subhost it started (and so free the card, the cables, the cgroups).
+stopall() {
+  local f
+  for f in /run/ovpkg/subhosts/*.json; do
+    [ -e "$f" ] && ovpkg subhost stop "$(basename "$f" .json)" >/dev/null 2>&1
+  done
+  return 0
+}
+trap stopall EXIT
 CG=$(awk '$9 == "cgroup2" {print $5; exit}' /proc/self/mountinfo)
 # newhost NAME [CONFIG LINES...]: a subhost directory and config.
 newhost() {

@@ -99,3 +99,11 @@ func diskUsage(dir string) int64 {
 	})
 	return n
 }
+
+func statDev(p string) uint64 {
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil {
+		return 0
+	}
+	return uint64(st.Dev)
+}

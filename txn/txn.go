@@ -49,7 +49,16 @@ func (t *Txn) ID() string { return t.j.ID }
 
 // Begin starts a transaction: journal, new layer directory (not in the
 // stack), live overlays restacked with it as the upper.
-func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
+func (c *Card) Begin(command string, pkgs []string) (*Txn, error) {
+	return c.BeginFilled(command, pkgs, nil)
+}
+
+// BeginFilled is Begin with the new layer's tree filled by fill (given the
+// layer's tree directory, its per-directory uppers already made) before
+// the live overlays are restacked onto it: how a change prepared
+// elsewhere (ovpkg try) becomes a transaction. A fill error undoes the
+// transaction like any other failure in Begin.
+func (c *Card) BeginFilled(command string, pkgs []string, fill func(tree string) error) (_ *Txn, retErr error) {
 	if j, err := c.readJournal(); err != nil || j != nil {
 		if err != nil {
 			return nil, err
@@ -98,6 +107,11 @@ func (c *Card) Begin(command string, pkgs []string) (_ *Txn, retErr error) {
 	crash("begin-journal")
 	if err := c.L.AddLayer(id, c.Rec.Dirs); err != nil {
 		return nil, fmt.Errorf("starting transaction %s: %w", id, err)
+	}
+	if fill != nil {
+		if err := fill(c.L.Tree(id)); err != nil {
+			return nil, fmt.Errorf("starting transaction %s: %w", id, err)
+		}
 	}
 	syncDir(c.L.LayerDir(id))
 	syncDir(c.L.LayersDir())
