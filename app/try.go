@@ -30,7 +30,7 @@ card (history shows it, rollback drops it, the live system sees it at
 once); try discard drops it. See docs/subhost.md.`,
 		Subcommands: []*cli.Command{
 			{Name: "install", Usage: "install packages (names or .deb files) in the try subhost", UsageText: "ovpkg try install [-y] PKG...",
-				Flags: []cli.Flag{configFlag, &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "answer yes to the package manager's questions"}},
+				Flags:  []cli.Flag{configFlag, &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "answer yes to the package manager's questions"}},
 				Action: tryInstall},
 			{Name: "shell", Usage: "a login shell in the try subhost", UsageText: "ovpkg try shell", Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error { return tryRun(c, []string{"/bin/sh", "-l"}) }},
