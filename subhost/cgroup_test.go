@@ -1,0 +1,73 @@
+package subhost
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// makeCgroup on a stand-in cgroup root (plain files): the limits land in
+// the cgroup v2 files with the values the kernel expects, controllers are
+// enabled on the way down only when needed, and missing controllers are
+// refused with the reason. (The real hierarchy here has memory, cpu and
+// pids bound to cgroup v1; the e2e tests cover the cgroup itself.)
+func TestMakeCgroupLimits(t *testing.T) {
+	root := t.TempDir()
+	write := func(p, s string) {
+		if err := os.WriteFile(filepath.Join(root, p), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("cgroup.controllers", "cpuset cpu io memory pids\n")
+	write("cgroup.subtree_control", "")
+	// The kernel makes these files in a new cgroup; the stand-in needs them first.
+	if err := os.MkdirAll(filepath.Join(root, "ovpkg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write("ovpkg/cgroup.subtree_control", "")
+	dir, err := makeCgroup(root, "web", Limits{Memory: 256 << 20, CPU: 50000, Pids: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	read := func(p string) string {
+		b, _ := os.ReadFile(filepath.Join(root, p))
+		return strings.TrimSpace(string(b))
+	}
+	for f, want := range map[string]string{
+		"ovpkg/web/memory.max": "268435456", "ovpkg/web/cpu.max": "50000 100000", "ovpkg/web/pids.max": "64",
+		"ovpkg/web/memory.swap.max": "0", "cgroup.subtree_control": "+memory +cpu +pids", "ovpkg/cgroup.subtree_control": "+memory +cpu +pids",
+	} {
+		if got := read(f); got != want {
+			t.Errorf("%s = %q, want %q", f, got, want)
+		}
+	}
+	if dir != filepath.Join(root, "ovpkg", "web") {
+		t.Errorf("dir %s", dir)
+	}
+	if _, err := makeCgroup(root, "web", Limits{}); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("second cgroup: %v", err)
+	}
+	// No limits: no controller is enabled.
+	write("cgroup.subtree_control", "")
+	if _, err := makeCgroup(root, "plain", Limits{}); err != nil || read("cgroup.subtree_control") != "" {
+		t.Errorf("plain: %v, subtree_control %q", err, read("cgroup.subtree_control"))
+	}
+	write("cgroup.controllers", "cpu\n")
+	_, err = makeCgroup(root, "x", Limits{Memory: 1 << 20, Pids: 5})
+	if err == nil || !strings.Contains(err.Error(), "memory, pids") {
+		t.Errorf("missing controllers: %v", err)
+	}
+}
+
+func TestCgroup2Root(t *testing.T) {
+	mi := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(mi, []byte("30 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"), 0o644)
+	if r, err := cgroup2Root(mi); err != nil || r != "/sys/fs/cgroup/unified" {
+		t.Errorf("%q %v", r, err)
+	}
+	os.WriteFile(mi, []byte("30 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"), 0o644)
+	if _, err := cgroup2Root(mi); err != ErrNoCgroup2 {
+		t.Errorf("%v", err)
+	}
+}
