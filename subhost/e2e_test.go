@@ -316,3 +316,58 @@ func TestMain(m *testing.M) {
 
 var _ = time.Second
 var _ = subhost.InitArg0
+
+// The systemd unit's contract (packaging/systemd/ovpkg-subhost@.service,
+// Type=notify, NotifyAccess=main): `start --foreground` is the main
+// process, it sends READY=1 (with its own MAINPID) on $NOTIFY_SOCKET once
+// the subhost is up, stays until SIGTERM, then stops the subhost and exits
+// 0 with nothing left. A listener stands in for systemd.
+func TestForegroundNotify(t *testing.T) {
+	nstest.Need(t, "python3")
+	n := names(1)[0]
+	r := hostScript(t, fmt.Sprintf(`
+N=%s
+newhost $N
+cat > $T/listen.py <<'EOP'
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+open(sys.argv[2], "w").close()
+while True:
+    m = s.recv(4096).decode()
+    print(m.replace("\n", " "), flush=True)
+    if "READY=1" in m:
+        break
+EOP
+python3 $T/listen.py $T/notify $T/listening > $T/got &
+lpid=$!
+while [ ! -e $T/listening ]; do sleep 0.05; done
+NOTIFY_SOCKET=$T/notify ovpkg subhost start --foreground $T/$N/$N.conf > $T/fg.out 2>&1 &
+fg=$!
+wait $lpid
+echo "notified: $(cat $T/got)"
+echo "fg pid: $fg"
+ovpkg subhost list | grep -q " running " && echo "listed running"
+kill -TERM $fg
+wait $fg; echo "foreground exit $?"
+ovpkg subhost list --json | grep -q '"state": "stopped"' && echo "stopped"
+leftovers $N
+`, n))
+	if r.Code != 0 {
+		t.Fatalf("%s", r)
+	}
+	var fg string
+	for _, l := range strings.Split(r.Stdout, "\n") {
+		if v, ok := strings.CutPrefix(l, "fg pid: "); ok {
+			fg = v
+		}
+	}
+	for _, want := range []string{"READY=1", "MAINPID=" + fg + "\n", "listed running", "foreground exit 0", "stopped"} {
+		if !strings.Contains(r.Stdout, want) {
+			t.Errorf("missing %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(r.Stdout, "LEFT:") {
+		t.Errorf("left behind:\n%s", r.Stdout)
+	}
+}
