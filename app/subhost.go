@@ -2,7 +2,6 @@ package app
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -116,21 +115,11 @@ func subhostSupervise(c *cli.Context, path string) (retErr error) {
 			subhost.Notify("STATUS=" + msg)
 		}
 	}()
-	runDir, err := subhostRunDir(c)
+	sc, err := loadChecked(c, path, subhost.Options{Action: subhost.ActionStart, Stderr: c.App.ErrWriter})
 	if err != nil {
 		return err
 	}
-	cfg, err := subhost.LoadConfig(path, subhost.Options{Action: subhost.ActionStart, Stderr: c.App.ErrWriter})
-	if err != nil {
-		return err
-	}
-	var card *subhost.Card
-	if c.Bool("card") {
-		if card, err = cardView(c); err != nil {
-			return err
-		}
-	}
-	ps := subhost.Check(cfg, subhost.CheckOptions{RunDir: runDir, Card: card, Starting: true})
+	cfg, card, runDir, ps := sc.cfg, sc.card, sc.runDir, sc.problems
 	for _, p := range ps {
 		if p.Warning {
 			fmt.Fprintln(c.App.ErrWriter, p.Error())
@@ -147,6 +136,35 @@ func subhostSupervise(c *cli.Context, path string) (retErr error) {
 		Ready: func(st *subhost.State) {
 			subhost.Notify(fmt.Sprintf("READY=1\nSTATUS=subhost %s running\nMAINPID=%d", st.Name, os.Getpid()))
 		}})
+}
+
+// checked is a loaded config with what check found.
+type checked struct {
+	cfg      *subhost.Config
+	card     *subhost.Card
+	runDir   string
+	problems []subhost.Problem
+}
+
+// loadChecked loads a subhost config (helpers run when opt.Action is
+// set), the card's view with --card, and checks it for a start.
+func loadChecked(c *cli.Context, path string, opt subhost.Options) (*checked, error) {
+	runDir, err := subhostRunDir(c)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := subhost.LoadConfig(path, opt)
+	if err != nil {
+		return nil, err
+	}
+	sc := &checked{cfg: cfg, runDir: runDir}
+	if c.Bool("card") {
+		if sc.card, err = cardView(c); err != nil {
+			return nil, err
+		}
+	}
+	sc.problems = subhost.Check(cfg, subhost.CheckOptions{RunDir: runDir, Card: sc.card, Starting: true})
+	return sc, nil
 }
 
 // cardView is the card's merged root, for --card and try: the mounted
@@ -329,21 +347,11 @@ func subhostCheckCommand() *cli.Command {
 			if c.NArg() != 1 {
 				return usagef("check takes one config file")
 			}
-			runDir, err := subhostRunDir(c)
+			sc, err := loadChecked(c, subhost.ResolvePath(c.Args().First()), subhost.Options{})
 			if err != nil {
 				return err
 			}
-			cfg, err := subhost.LoadConfig(subhost.ResolvePath(c.Args().First()), subhost.Options{})
-			if err != nil {
-				return err
-			}
-			var card *subhost.Card
-			if c.Bool("card") {
-				if card, err = cardView(c); err != nil {
-					return err
-				}
-			}
-			ps := subhost.Check(cfg, subhost.CheckOptions{RunDir: runDir, Card: card, Starting: true})
+			cfg, ps := sc.cfg, sc.problems
 			if c.Bool("json") {
 				if ps == nil {
 					ps = []subhost.Problem{}
@@ -366,5 +374,3 @@ func subhostCheckCommand() *cli.Command {
 		},
 	}
 }
-
-var _ = errors.New

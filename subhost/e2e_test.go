@@ -8,10 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ovpkg/ovpkg/internal/nstest"
-	"github.com/ovpkg/ovpkg/subhost"
 )
 
 // prelude runs after nstest's: the test's "host" is a network namespace
@@ -313,9 +311,6 @@ echo "actions: $(tr '\n' ' ' < $T/actions)"
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
-
-var _ = time.Second
-var _ = subhost.InitArg0
 
 // The systemd unit's contract (packaging/systemd/ovpkg-subhost@.service,
 // Type=notify, NotifyAccess=main): `start --foreground` is the main
