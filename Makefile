@@ -14,7 +14,7 @@ TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
              unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3 \
-             qemu-mipsel-static:qemu-user-static ip:iproute2 ping:iputils-ping service:init-system-helpers mkfifo:coreutils
+             qemu-mipsel-static:qemu-user-static ip:iproute2 ping:iputils-ping service:init-system-helpers mkfifo:coreutils ps:procps
 # Debian packages ../shared/pm-src/build.sh needs to build the real opkg
 # and apk (internal/owrttest builds them once per machine with NO_APT=1,
 # so that no test installs anything).
