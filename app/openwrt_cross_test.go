@@ -16,7 +16,7 @@ import (
 // overlay, eject (gone), ovmount (back), uovmount and eject. Verbs that
 // re-execute ovpkg (package verbs, status, history: /proc/self/exe) need
 // the kernel to run the foreign binary itself, i.e. a registered binfmt
-// handler, which this test may not install: see docs/benchmarks.md.
+// handler, which this test may not install: see docs/openwrt.md.
 func TestOpenWrtCrossBuildsRun(t *testing.T) {
 	for _, c := range owrttest.Crosses {
 		t.Run(c.Name, func(t *testing.T) {
