@@ -29,17 +29,15 @@ type DedupeStats struct {
 // mounted while Dedupe runs.
 func Dedupe(upper string, below []string) (DedupeStats, error) {
 	var st DedupeStats
-	// 1: candidates (regular files and symlinks outside opaque dirs)
-	var cands []candidate
-	if err := collect(upper, "", &cands); err != nil {
-		return st, err
-	}
-	// 2: compare and remove, a few files at a time
+	// Candidates (regular files and symlinks outside opaque dirs) are
+	// compared and removed, a few at a time, as the walk finds them:
+	// memory does not grow with the number of files (30 000 files held
+	// at once cost about 10 MB, a router has 32).
 	res := &resolver{below: below}
 	workers := min(4, runtime.NumCPU())
 	var mu sync.Mutex
 	var firstErr error
-	next := make(chan *candidate)
+	next := make(chan *candidate, 64)
 	var wg sync.WaitGroup
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
@@ -61,11 +59,12 @@ func Dedupe(upper string, below []string) (DedupeStats, error) {
 			}
 		}()
 	}
-	for i := range cands {
-		next <- &cands[i]
-	}
+	walkErr := collect(upper, "", func(c candidate) { next <- &c })
 	close(next)
 	wg.Wait()
+	if walkErr != nil {
+		return st, walkErr
+	}
 	if firstErr != nil {
 		return st, firstErr
 	}
@@ -79,7 +78,7 @@ type candidate struct {
 	m   meta
 }
 
-func collect(upper, rel string, out *[]candidate) error {
+func collect(upper, rel string, emit func(candidate)) error {
 	names, err := readNames(filepath.Join(upper, rel))
 	if err != nil {
 		return err
@@ -96,11 +95,11 @@ func collect(upper, rel string, out *[]candidate) error {
 			if IsOpaque(p) {
 				continue
 			}
-			if err := collect(upper, crel, out); err != nil {
+			if err := collect(upper, crel, emit); err != nil {
 				return err
 			}
 		case unix.S_IFREG, unix.S_IFLNK:
-			*out = append(*out, candidate{rel: crel, m: metaOf(ust)})
+			emit(candidate{rel: crel, m: metaOf(ust)})
 		}
 	}
 	return nil
