@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/ovpkg/ovpkg/internal/nstest"
@@ -24,33 +23,18 @@ var Crosses = []Cross{
 	{Name: "armv7", Env: []string{"GOARCH=arm", "GOARM=7"}, Qemu: "qemu-arm-static"},
 }
 
-var (
-	crossMu    sync.Mutex
-	crossBuilt = map[string]string{}
-)
-
 // CrossBin builds the suite (CGO_ENABLED=0, with the test hooks, as
-// `make cross` builds it plus the tag) for c once per test process and
-// returns the binary's path.
+// `make cross` builds it plus the tag) for c into a directory of the test
+// (removed with it) and returns the binary's path.
 func CrossBin(t testing.TB, c Cross) string {
 	t.Helper()
-	crossMu.Lock()
-	defer crossMu.Unlock()
-	if p, ok := crossBuilt[c.Name]; ok {
-		return p
-	}
-	dir, err := os.MkdirTemp("", "ovpkg-cross-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, "ovpkg-"+c.Name)
+	p := filepath.Join(t.TempDir(), "ovpkg-"+c.Name)
 	cmd := exec.Command("go", "build", "-trimpath", "-tags", nstest.TestTags, "-o", p, "./cmd/ovpkg")
 	cmd.Dir = nstest.ModuleRoot()
 	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux"), c.Env...)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building for %s: %v\n%s", c.Name, err, out)
 	}
-	crossBuilt[c.Name] = p
 	return p
 }
 
