@@ -78,12 +78,10 @@ func change(c *cli.Context, op pkgmgr.Op, args []string) error {
 	defer opt.Progress.Close()
 	res, err := pkgflow.Change(context.Background(), opt, op, args)
 	reportRSS(c.App.ErrWriter)
-	if res != nil {
-		printServices(opt.Progress, res)
-	}
 	if err != nil {
 		return err
 	}
+	printServices(opt.Progress, res)
 	say := func(format string, a ...any) { opt.Progress.Say(format, a...) }
 	if res.Nothing {
 		switch op {

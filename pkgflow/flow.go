@@ -206,6 +206,11 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 		}
 	case ran:
 		changed = true // untracked, or the undo itself failed
+		if merged, merr := pkgmgr.Installed(e.M); merr == nil {
+			if half := Broken(merged); len(half) > 0 {
+				err = fmt.Errorf("%w; packages left half-done: %s; run `%s` to finish them, or `ovpkg remove` them", err, strings.Join(half, ", "), e.M.RecoverHint())
+			}
+		}
 	}
 	if err != nil {
 		return res, err
@@ -447,6 +452,9 @@ func (e *Env) runJob(ctx context.Context, op pkgmgr.Op, job *pkgmgr.Job, plan *p
 	}
 	what = strings.TrimSpace(what)
 	before, _ := pkgmgr.Installed(e.M)
+	// Until the package manager reports progress (apt first reads its
+	// package lists: seconds), this phase keeps the line alive.
+	p.Phase("running", "running %s", pkgmgr.ShortArgv(job.Argv))
 	run, err := pkgmgr.Run(ctx, job.Argv, ro)
 	p.Done()
 	if err != nil {
@@ -507,16 +515,10 @@ func (e *Env) writable(archiveDir, runDir string) []string {
 	return w
 }
 
-// explain says how a package-manager run failed. The transaction is
-// about to be dropped, so the short form; when it ran untracked (busy
-// overlays), the database state and what to run next.
+// explain says how a package-manager run failed, briefly: the
+// transaction is about to be dropped (Change adds the database state
+// when it was not).
 func (e *Env) explain(run *pkgmgr.RunResult, what, prog string) error {
-	state := ""
-	if merged, err := pkgmgr.Installed(e.M); err == nil {
-		if half := Broken(merged); len(half) > 0 {
-			state = fmt.Sprintf(" (if it is not undone: packages left half-done: %s; `%s` finishes them)", strings.Join(half, ", "), e.M.RecoverHint())
-		}
-	}
 	if le := pkgmgr.LineError(run.ErrorLine); le != nil {
 		return fmt.Errorf("%s: %w", what, le)
 	}
@@ -527,14 +529,14 @@ func (e *Env) explain(run *pkgmgr.RunResult, what, prog string) error {
 		return fmt.Errorf("%s refused: a package or its scripts write outside the overlaid directories (%s), which stay read-only while the package manager runs: %q: %w",
 			what, strings.Join(targets(e.Rec), " "), run.ReadOnly, run.Err())
 	case run.Interrupted != nil:
-		return fmt.Errorf("%s interrupted (%v): %s was stopped%s: %w", what, run.Interrupted, prog, state, run.Err())
+		return fmt.Errorf("%s interrupted (%v): %s was stopped: %w", what, run.Interrupted, prog, run.Err())
 	case run.NoSpace:
-		return fmt.Errorf("the card filled up while %s (No space left on device)%s: %w", what, state, run.Err())
+		return fmt.Errorf("the card filled up while %s (No space left on device): %w", what, run.Err())
 	}
 	if run.ErrorLine != "" {
-		return fmt.Errorf("%s failed (%s exit status %d: %s)%s: %w", what, prog, run.Code, run.ErrorLine, state, run.Err())
+		return fmt.Errorf("%s failed (%s exit status %d: %s): %w", what, prog, run.Code, run.ErrorLine, run.Err())
 	}
-	return fmt.Errorf("%s failed (%s exit status %d)%s: %w", what, prog, run.Code, state, run.Err())
+	return fmt.Errorf("%s failed (%s exit status %d): %w", what, prog, run.Code, run.Err())
 }
 
 // samePlan checks that at the gate the package manager does what was

@@ -151,6 +151,29 @@ type DebInfo struct {
 // InspectDeb reads a local .deb's control fields and contents with
 // dpkg-deb; a corrupt file is ErrBadArchive.
 func InspectDeb(ctx context.Context, x Exec, path string) (*DebInfo, error) {
+	di, err := DebFields(ctx, x, path)
+	if err != nil {
+		return nil, err
+	}
+	out, _, err := x(ctx, []string{"dpkg-deb", "--contents", path})
+	if err != nil {
+		var ce *CommandError
+		if errors.As(err, &ce) && ce.Code > 0 {
+			return nil, fmt.Errorf("%s: %w: %s", path, ErrBadArchive, firstErrorLine(ce.Stderr))
+		}
+		return nil, err
+	}
+	files, dirs, err := ParseDebContents(bytes.NewReader(out))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w: %v", path, ErrBadArchive, err)
+	}
+	di.Paths, di.Dirs = files, dirs
+	return di, nil
+}
+
+// DebFields reads a .deb's control fields only (dpkg-deb --field: the
+// small control member, not the data); a corrupt file is ErrBadArchive.
+func DebFields(ctx context.Context, x Exec, path string) (*DebInfo, error) {
 	out, _, err := x(ctx, []string{"dpkg-deb", "--field", path, "Package", "Version", "Architecture", "Installed-Size",
 		"Depends", "Pre-Depends", "Conflicts", "Breaks"})
 	if err != nil {
@@ -168,19 +191,7 @@ func InspectDeb(ctx context.Context, x Exec, path string) (*DebInfo, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w: %v", path, ErrBadArchive, err)
 	}
-	out, _, err = x(ctx, []string{"dpkg-deb", "--contents", path})
-	if err != nil {
-		var ce *CommandError
-		if errors.As(err, &ce) && ce.Code > 0 {
-			return nil, fmt.Errorf("%s: %w: %s", path, ErrBadArchive, firstErrorLine(ce.Stderr))
-		}
-		return nil, err
-	}
-	files, dirs, err := ParseDebContents(bytes.NewReader(out))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w: %v", path, ErrBadArchive, err)
-	}
-	return &DebInfo{Path: path, Pkg: p, Control: st[0], Paths: files, Dirs: dirs}, nil
+	return &DebInfo{Path: path, Pkg: p, Control: st[0]}, nil
 }
 
 // ParseDebContents reads `dpkg-deb --contents` (tar -tv style) output and

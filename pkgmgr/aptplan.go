@@ -282,7 +282,7 @@ func (a *Apt) gatePlan(ctx context.Context, input []string) (*Plan, error) {
 		if _, err := os.Lstat(path); err != nil {
 			return fmt.Errorf("%s %s: %w: %s", p.Name, p.Version, ErrArchiveMissing, path)
 		}
-		di, err := InspectDeb(ctx, a.x, path)
+		di, err := DebFields(ctx, a.x, path)
 		if err != nil {
 			return err
 		}

@@ -99,6 +99,22 @@ type RunResult struct {
 	ReadOnly string
 }
 
+// ShortArgv is argv for messages: without the -o options and status
+// descriptors ovpkg adds.
+func ShortArgv(argv []string) string {
+	var out []string
+	for i := 0; i < len(argv); i++ {
+		switch a := argv[i]; {
+		case a == "-o" || a == "--status-fd":
+			i++
+		case a == "-V":
+		default:
+			out = append(out, a)
+		}
+	}
+	return strings.Join(out, " ")
+}
+
 // Err is nil on success, else a *RunError.
 func (r *RunResult) Err() error {
 	if r.Code == 0 && r.Interrupted == nil && r.Vetoed == nil {
@@ -116,7 +132,7 @@ var ErrInterrupted = errors.New("interrupted")
 type RunError struct{ R *RunResult }
 
 func (e *RunError) Error() string {
-	s := strings.Join(e.R.Argv, " ")
+	s := ShortArgv(e.R.Argv)
 	switch {
 	case e.R.Vetoed != nil:
 		return e.R.Vetoed.Error()

@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovpkg/ovpkg/busy"
 	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
@@ -179,12 +180,21 @@ func (c *Card) restackDetached(tab mount.Table, up, next []overlay.Mount, ids []
 	if err := c.writeRecord(); err != nil {
 		c.say("warning: writing the mount record: %v", err)
 	}
-	if len(detached) > 0 {
+	// Processes of ovpkg's own pipeline (`ovpkg install x | tee log`)
+	// hold the old overlay only until ovpkg exits: not worth a word.
+	peers := busy.PipelinePeers(c.procDir(), os.Getpid())
+	var holders []busy.Holder
+	for _, h := range be.Holders {
+		if !slices.Contains(peers, h.PID) {
+			holders = append(holders, h)
+		}
+	}
+	if len(detached) > 0 && len(holders) > 0 {
 		var ts []string
 		for _, d := range detached {
 			ts = append(ts, d.Target)
 		}
-		c.say("ovpkg: restacked while in use: %s", mountset.Lingering{DetachedOverlay: mountset.DetachedOverlay{Target: strings.Join(ts, ", ")}, Holders: be.Holders})
+		c.say("ovpkg: restacked while in use: %s", mountset.Lingering{DetachedOverlay: mountset.DetachedOverlay{Target: strings.Join(ts, ", ")}, Holders: holders})
 	}
 	return nil
 }
@@ -264,3 +274,10 @@ func (c *Card) Lingering() ([]mountset.Lingering, error) {
 }
 
 func testFail(step string) error { return faults.Fail(step) }
+
+func (c *Card) procDir() string {
+	if c.Opt.ProcDir == "" {
+		return "/proc"
+	}
+	return c.Opt.ProcDir
+}
