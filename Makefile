@@ -9,12 +9,13 @@ GOFLAGS_B := -trimpath -buildvcs=false
 # The tests run a build with the test hooks (fault points, test verbs:
 # internal/faults); the product (bin/, dist/) never has them.
 TESTTAGS  := ovpkg_testhooks
-TOOLS     := mkoverlay ovmount uovmount eject overlay-boot overlay-go overlay-stop
+TOOLS     := mkoverlay ovmount uovmount eject overlay-boot overlay-go overlay-stop init-overlay
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
              unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3 \
-             qemu-mipsel-static:qemu-user-static ip:iproute2 ping:iputils-ping service:init-system-helpers mkfifo:coreutils ps:procps
+             qemu-mipsel-static:qemu-user-static ip:iproute2 ping:iputils-ping service:init-system-helpers mkfifo:coreutils ps:procps \
+             debugfs:e2fsprogs qemu-system-x86_64:qemu-system-x86
 # Debian packages ../shared/pm-src/build.sh needs to build the real opkg
 # and apk (internal/owrttest builds them once per machine with NO_APT=1,
 # so that no test installs anything).
@@ -82,7 +83,7 @@ man:
 install: build man
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 bin/ovpkg $(DESTDIR)$(PREFIX)/sbin/ovpkg
-	@for t in mkoverlay ovmount uovmount overlay-boot overlay-go overlay-stop; do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
+	@for t in mkoverlay ovmount uovmount overlay-boot overlay-go overlay-stop init-overlay; do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
 	@# eject only where the system has no eject of its own (`ovpkg eject` always works).
 	@other=$$(command -v eject 2>/dev/null || true); \
 	if [ -z "$$other" ] || [ "$$(readlink -f $$other)" = "$$(readlink -f $(DESTDIR)$(PREFIX)/sbin/ovpkg)" ]; then \

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ovpkg/ovpkg/initoverlay"
 	"github.com/ovpkg/ovpkg/internal/cli"
 	"github.com/ovpkg/ovpkg/subhost"
 )
@@ -28,6 +29,10 @@ type UsageError struct{ Msg string }
 func (e *UsageError) Error() string { return e.Msg }
 
 func usagef(format string, a ...any) error { return &UsageError{Msg: fmt.Sprintf(format, a...)} }
+
+// InitOverlay is the name under which the binary is the boot-time init
+// (init=/sbin/init-overlay): package initoverlay, outside the CLI.
+const InitOverlay = "init-overlay"
 
 // tools lists the names the multi-call binary answers to and the command
 // each runs as a stand-alone program.
@@ -56,6 +61,10 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	if name == subhost.InitArg0 {
 		return subhost.InitMain() // a subhost's PID 1, started by its supervisor
+	}
+	if name == InitOverlay {
+		// PID 1 at boot: no command line library, nothing else first.
+		return initoverlay.Main(args, stdout, stderr)
 	}
 	a := newApp(name, stdout, stderr)
 	err := a.Run(append([]string{a.Name}, args[1:]...))
@@ -157,6 +166,7 @@ func ovpkgCommands() []*cli.Command {
 	cmds = append(cmds, packageCommands()...)
 	cmds = append(cmds, txnCommands()...)
 	cmds = append(cmds, subhostCommand(), tryCommand(), overlayBootCommand(), overlayGoCommand(), overlayStopCommand())
+	cmds = append(cmds, bootCommands()...)
 	for _, mk := range testCommands {
 		cmds = append(cmds, mk())
 	}

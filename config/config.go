@@ -274,6 +274,20 @@ func (f *File) Get(key string) (string, bool) {
 	return "", false
 }
 
+// Keys returns the keys the file assigns, each once, in order of their
+// first assignment.
+func (f *File) Keys() []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, l := range f.lines {
+		if l.key != "" && !seen[l.key] {
+			seen[l.key] = true
+			out = append(out, l.key)
+		}
+	}
+	return out
+}
+
 // Set assigns key in place (the last assignment is rewritten, earlier ones
 // dropped) or appends it.
 func (f *File) Set(key, value string) {

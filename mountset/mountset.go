@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/internal/atomicfile"
 	"github.com/ovpkg/ovpkg/mount"
@@ -52,6 +53,18 @@ type Options struct {
 	Trust      bool      // --trust: accept an image whose UUID the config does not know
 	Out        io.Writer // progress messages; nil = discard
 	ProcDir    string    // where busy scans look; "" = /proc (tests)
+
+	// Boot-time use by init-overlay, which stacks the card over a new
+	// root before pivot_root; zero values keep the config's settings.
+	Base       string // lowest layer of each overlay is Base/<dir>, not Root/<dir> (recorded)
+	MountPoint string // mount the card here instead of MOUNTPOINT
+	RunDir     string // keep the record and lock here instead of RUN_DIR
+	ImageRoot  string // open SD_ROOTFS below this directory (the record keeps SD_ROOTFS)
+	// Prepare runs on the card's layout after it is opened (or created)
+	// and before the overlays are stacked from its stack file (rec says
+	// what will be stacked where; its overlays are not mounted yet); an
+	// error undoes everything.
+	Prepare func(l *card.Layout, rec *Record) error
 }
 
 func (o Options) out() io.Writer {
@@ -78,15 +91,19 @@ func (o Options) procDir() string {
 // Record is what ovmount did, kept as JSON in RUN_DIR so that uovmount and
 // eject undo exactly that. It is replaced atomically.
 type Record struct {
-	Version   int             `json:"version"`
-	Config    string          `json:"config"`
-	Image     string          `json:"image"`
-	UUID      string          `json:"uuid"`
-	Loop      string          `json:"loop"`       // /dev/loopN
-	Offset    int64           `json:"offset"`     // partition start in the image
-	SizeLimit int64           `json:"sizelimit"`  // partition size
-	CardMount string          `json:"card_mount"` // MOUNTPOINT
-	Root      string          `json:"root"`
+	Version   int    `json:"version"`
+	Config    string `json:"config"`
+	Image     string `json:"image"`
+	UUID      string `json:"uuid"`
+	Loop      string `json:"loop"`       // /dev/loopN
+	Offset    int64  `json:"offset"`     // partition start in the image
+	SizeLimit int64  `json:"sizelimit"`  // partition size
+	CardMount string `json:"card_mount"` // MOUNTPOINT
+	Root      string `json:"root"`
+	// Base is where the overlays' lowest layers come from: Base/<dir>.
+	// Empty means Root/<dir>, the directory under the overlay itself
+	// (ovmount); init-overlay sets the original root, /overlay/robase.
+	Base      string          `json:"base,omitempty"`
 	Dirs      []string        `json:"dirs"`
 	Layers    []string        `json:"layers"` // layer ids, bottom to top
 	TopLayer  string          `json:"top_layer"`
@@ -110,6 +127,15 @@ type Record struct {
 
 const recordVersion = 1
 
+// BaseDir is the base directory under the overlay of dir ("usr"): the
+// lowest layer of its overlay.
+func (r *Record) BaseDir(dir string) string {
+	if r.Base != "" {
+		return filepath.Join(r.Base, dir)
+	}
+	return filepath.Join(r.Root, dir)
+}
+
 // Record states.
 const (
 	StateMounted  = "mounted"
@@ -122,7 +148,8 @@ const (
 type env struct {
 	cfgPath    string
 	cfg        *config.File
-	image      string
+	image      string // SD_ROOTFS as configured (and recorded)
+	imagePath  string // where to open it (below Options.ImageRoot)
 	uuid       string
 	mountPoint string
 	runDir     string
@@ -164,6 +191,16 @@ func loadEnv(opt Options, trusted bool) (*env, error) {
 	}
 	if e.image != "" && !filepath.IsAbs(e.image) {
 		return nil, &config.Error{Path: e.cfgPath, Msg: fmt.Sprintf("%s=%s is not an absolute path", config.KeyImage, e.image)}
+	}
+	if opt.MountPoint != "" {
+		e.mountPoint = filepath.Clean(opt.MountPoint)
+	}
+	if opt.RunDir != "" {
+		e.runDir = filepath.Clean(opt.RunDir)
+	}
+	e.imagePath = e.image
+	if opt.ImageRoot != "" && e.image != "" {
+		e.imagePath = filepath.Join(opt.ImageRoot, e.image)
 	}
 	return e, nil
 }

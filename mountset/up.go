@@ -100,11 +100,11 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 
 	// An image someone else attached (and maybe mounted) is not ours to
 	// check, repair or mount a second time.
-	if ds, err := loop.Lookup(e.image); err == nil && len(ds) > 0 {
+	if ds, err := loop.Lookup(e.imagePath); err == nil && len(ds) > 0 {
 		return nil, fmt.Errorf("%s is already attached to %s but not mounted by ovpkg; if nothing uses it, detach it (losetup -d %s) and run ovmount again", e.image, ds[0].Path, ds[0].Path)
 	}
 	// Validate the image before any ioctl.
-	info, err := image.Inspect(e.image)
+	info, err := image.Inspect(e.imagePath)
 	needFsck := false
 	if err != nil {
 		if info != nil && (errors.Is(err, image.ErrUnclean) || errors.Is(err, image.ErrFSErrors)) {
@@ -134,7 +134,7 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 	// filesystem's, once as the image file's), which a 32 MB device feels.
 	// Best effort: the loop driver falls back where the host filesystem
 	// cannot do it.
-	dev, err := loop.Attach(e.image, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true, DirectIO: true})
+	dev, err := loop.Attach(e.imagePath, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true, DirectIO: true})
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +175,7 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 	rec := &Record{
 		Config: e.cfgPath, Image: e.image, UUID: info.UUID, Loop: dev.Path,
 		Offset: info.PartStart, SizeLimit: info.PartSize,
-		CardMount: e.mountPoint, Root: e.root, Dirs: dirs,
+		CardMount: e.mountPoint, Root: e.root, Base: opt.Base, Dirs: dirs,
 		MountedAt: time.Now().UTC(), PID: os.Getpid(),
 	}
 	if err := writeRecord(e.runDir, rec); err != nil {
@@ -216,6 +216,11 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	if err != nil {
 		return err
 	}
+	if opt.Prepare != nil {
+		if err := opt.Prepare(l, rec); err != nil {
+			return err
+		}
+	}
 	ids, err := l.Layers()
 	if err != nil {
 		return err
@@ -235,7 +240,7 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	var all, todo []overlay.Mount
 	for _, s := range specs {
 		target := filepath.Join(rec.Root, s.Dir)
-		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), target), Upper: s.Upper, Work: s.Work}
+		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), rec.BaseDir(s.Dir)), Upper: s.Upper, Work: s.Work}
 		if a, ok := mountedAt(already, target); ok {
 			// Keep what is mounted there (after an interrupted restack
 			// its layers may differ from the stack's; txn recovery

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -156,8 +157,19 @@ func (p *privateNS) Close() {
 }
 
 // WithBase runs fn with base(abs) naming abs as the base root shows it
-// (the overlays on the card's targets out of the way).
+// (the overlays on the card's targets out of the way). When the record
+// names a separate base (init-overlay's /overlay/robase), that is read
+// directly.
 func (c *Card) WithBase(fn func(base func(abs string) string) error) error {
+	if c.Rec.Base != "" {
+		return fn(func(abs string) string {
+			rel, err := filepath.Rel(c.Rec.Root, filepath.Clean("/"+abs))
+			if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				return abs
+			}
+			return filepath.Join(c.Rec.Base, rel)
+		})
+	}
 	ns, err := newPrivateNS(c.targets())
 	if err != nil {
 		return err

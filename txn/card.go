@@ -106,7 +106,7 @@ func (c *Card) mountsFor(ids []string) ([]overlay.Mount, error) {
 				m.Lowers = append(m.Lowers, p)
 			}
 		}
-		m.Lowers = append(m.Lowers, target)
+		m.Lowers = append(m.Lowers, c.Rec.BaseDir(d))
 		ms = append(ms, m)
 	}
 	return ms, nil

@@ -412,7 +412,7 @@ func (c *Card) Dedupe() (layer.DedupeStats, error) {
 					below = append(below, p)
 				}
 			}
-			below = append(below, filepath.Join(c.Rec.Root, d))
+			below = append(below, c.Rec.BaseDir(d))
 			st, err := layer.Dedupe(upper, below)
 			total.Files += st.Files
 			total.Dirs += st.Dirs

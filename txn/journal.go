@@ -68,7 +68,7 @@ func (c *Card) removeJournal() error {
 
 // Entry is one line of <card>/ovpkg/history.
 type Entry struct {
-	Event    string    `json:"event"` // "txn", "rollback", "squash", "dedupe", "rebase", "untracked"
+	Event    string    `json:"event"` // "txn", "rollback", "squash", "dedupe", "rebase", "untracked", "trial", "trial-confirmed", "trial-dropped", "trial-stale"
 	ID       string    `json:"id,omitempty"`
 	Time     time.Time `json:"time"`
 	Command  string    `json:"command,omitempty"`

@@ -334,7 +334,7 @@ func (c *Card) pruneWhiteouts(stack, keep, drop []string) error {
 					below = append(below, p)
 				}
 			}
-			below = append(below, filepath.Join(c.Rec.Root, d))
+			below = append(below, c.Rec.BaseDir(d))
 			if _, err := layer.PruneWhiteouts(upper, below); err != nil {
 				return fmt.Errorf("cleaning layer %s: %w", id, err)
 			}
