@@ -484,7 +484,8 @@ func (b *boot) stop(reason string) {
 	b.say("stopping (BOOT_FALLBACK=stop): %s", reason)
 	b.say("to boot anyway, add ovpkg.fallback=tmpfs or ovpkg.upper=off to the kernel command line")
 	unix.Sync()
-	unix.Reboot(unix.LINUX_REBOOT_CMD_HALT)
+	halt := uint32(unix.LINUX_REBOOT_CMD_HALT)
+	unix.Reboot(int(int32(halt))) // the constant overflows int on 32-bit targets
 	for {
 		unix.Pause()
 	}
