@@ -215,7 +215,16 @@ func mountNew(m Mount, source string) error {
 		}
 	}
 	if err := unix.FsconfigCreate(fd); err != nil {
-		return &Error{Target: m.Target, Step: "fsconfig create", Kernel: fsLog(fd), Err: err}
+		msg := fsLog(fd)
+		if errors.Is(err, unix.EINVAL) && msg == "" {
+			// Before Linux 6.5 overlayfs took its options through the
+			// legacy fs_context: fsconfig accepts any key and the whole
+			// string is parsed at create, where "lowerdir+" (6.8) is
+			// unknown (the complaint goes to the kernel log, not here).
+			// Found booting Debian 12's 6.1 kernel.
+			return errNoNewAPI
+		}
+		return &Error{Target: m.Target, Step: "fsconfig create", Kernel: msg, Err: err}
 	}
 	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, MountAttrs)
 	if err != nil {

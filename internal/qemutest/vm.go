@@ -59,7 +59,7 @@ func Boot(t testing.TB, o Options) *VM {
 	}
 	args := []string{"-nodefaults", "-no-user-config", "-machine", "pc", "-accel", "tcg", "-cpu", "max",
 		"-m", fmt.Sprint(o.Memory), "-smp", "1", "-display", "none", "-serial", "stdio", "-no-reboot",
-		"-kernel", o.Kernel.Vmlinuz, "-append", "console=ttyS0 panic=-1 " + o.Append}
+		"-kernel", o.Kernel.Vmlinuz, "-append", "console=ttyS0 panic=-1 no_timer_check " + o.Append}
 	if o.Initrd != "" {
 		args = append(args, "-initrd", o.Initrd)
 	}
