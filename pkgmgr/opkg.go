@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Opkg drives opkg (OpenWrt, Yocto). It is tested against the real
@@ -177,11 +178,15 @@ func (o *Opkg) CheckTools() error {
 
 // opkgInstalling matches `opkg --noaction install` lines:
 // "Installing foo (1.2-3) to root...".
-var opkgInstalling = regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `)
+// Compiled on first use: package-level regexps cost every start of the
+// binary (init-overlay runs as PID 1 at each boot).
+var opkgInstalling = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `) })
 
 // opkgUpgrading matches `opkg --noaction upgrade` lines:
 // "Upgrading foo on root from 1.0-1 to 1.1-1...".
-var opkgUpgrading = regexp.MustCompile(`^Upgrading (\S+) on \S+ from (\S+) to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
+var opkgUpgrading = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^Upgrading (\S+) on \S+ from (\S+) to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
+})
 
 // Plan implements Manager: local .ipk files are read in pure Go (paths,
 // Installed-Size), archive packages resolved with `opkg --noaction VERB`
@@ -275,10 +280,10 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 	wanted := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		m := opkgInstalling.FindStringSubmatch(sc.Text())
+		m := opkgInstalling().FindStringSubmatch(sc.Text())
 		old := ""
 		if m == nil {
-			if m = opkgUpgrading.FindStringSubmatch(sc.Text()); m != nil {
+			if m = opkgUpgrading().FindStringSubmatch(sc.Text()); m != nil {
 				old = m[2]
 				m = []string{m[0], m[1], m[3]}
 			}
