@@ -145,7 +145,6 @@ func (b *boot) run() {
 		} else {
 			upper = UpperCard
 		}
-		b.phase("card")
 	}
 	if err := b.pivot(upper); err != nil {
 		// Part of the switch may have happened: nothing can be undone
@@ -359,6 +358,7 @@ func (b *boot) stackCard() error {
 		return err
 	}
 	b.st.Set("CARD_DEVICE", dev)
+	b.phase("card-device")
 	fstype := src.Type
 	if fstype == "auto" || fstype == "" {
 		if info == nil {
@@ -381,9 +381,10 @@ func (b *boot) stackCard() error {
 	if _, err := os.Stat(filepath.Join(Combined, img)); err != nil {
 		return fmt.Errorf("card image %s: %w (on %s)", img, err, dev)
 	}
+	b.phase("card-fs")
 	var out bytes.Buffer
 	opt := mountset.Options{ConfigPath: configPath, Root: Combined, Base: Robase, MountPoint: CardMount,
-		RunDir: stageRun, ImageRoot: Combined, Prepare: b.prepareCard, Out: &out}
+		RunDir: stageRun, ImageRoot: Combined, Prepare: b.prepareCard, Out: &out, Force: b.set.Unclean == UncleanMount}
 	rec, err := mountset.Up(opt)
 	if err != nil {
 		if s := strings.TrimSpace(out.String()); s != "" {
@@ -392,11 +393,13 @@ func (b *boot) stackCard() error {
 		return err
 	}
 	b.rec = rec
+	b.phase("card-stack")
 	if l, err := card.Open(CardMount); err == nil {
 		if err := MarkReady(l, time.Now()); err != nil {
 			b.warn("marking the card ready: %v", err)
 		}
 	}
+	b.phase("card-ready")
 	b.st.Set("CARD_MOUNT", CardMount)
 	b.st.Set("CARD_LAYERS", strings.Join(rec.Layers, " "))
 	return nil
@@ -405,6 +408,8 @@ func (b *boot) stackCard() error {
 // prepareCard runs on the opened card before its overlays are stacked:
 // the PENDING mark, recovery of an interrupted command, try-boot.
 func (b *boot) prepareCard(l *card.Layout, rec *mountset.Record) error {
+	b.phase("card-attach") // inspect, fsck, loop, mount, layout
+	defer b.phase("card-prepare")
 	n, err := MarkPending(l, time.Now())
 	if err != nil {
 		return err
@@ -676,8 +681,8 @@ Builds a writable root over the read-only one before the real init starts: a tmp
 or the ovpkg card (mounted on /overlay/card, its layers stacked over each overlaid
 directory), the new root /overlay/combined; then pivot_root and the real init as PID 1.
 Settings: BOOT_UPPER, BOOT_FALLBACK, BOOT_INIT, BOOT_SIZE, BOOT_CARD_DEV, BOOT_CARD_WAIT,
-BOOT_MODULES in /etc/ovpkg.conf, or ovpkg.upper= ovpkg.fallback= ovpkg.init= ovpkg.size=
-ovpkg.carddev= ovpkg.cardwait= ovpkg.modules= on the kernel command line. A file
+BOOT_MODULES, BOOT_UNCLEAN in /etc/ovpkg.conf, or ovpkg.upper= ovpkg.fallback= ovpkg.init=
+ovpkg.size= ovpkg.carddev= ovpkg.cardwait= ovpkg.modules= ovpkg.unclean= on the kernel command line. A file
 /overlay/disable on the root turns it off. What a boot did: ovpkg boot status.
 `
 	if len(args) > 1 && (args[1] == "--help" || args[1] == "-h") {

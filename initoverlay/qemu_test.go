@@ -83,7 +83,8 @@ func TestBootCard(t *testing.T) {
 		"1": checkOverlayRoot + `
 grep -q ' /overlay/card .* - ext2 /dev/loop' /proc/self/mountinfo
 grep -q ' /usr .* - overlay ovpkg .*lowerdir.*/overlay/robase/usr' /proc/self/mountinfo
-ovpkg status
+ovpkg boot status
+ovpkg ovmount | grep 'already mounted'
 echo changed > /etc/motd
 echo mine > /etc/mine
 ovpkg __txn-test /usr/share/txn.txt "from a transaction"
@@ -139,14 +140,7 @@ func TestBootCorruptCard(t *testing.T) {
 	r := qemutest.NewRig(t)
 	disk, conf := r.Card(t, func(img string) {
 		// Wipe the card filesystem's superblock (partition at 1 MiB).
-		f, err := os.OpenFile(img, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt(make([]byte, 1024), 1<<20+1024); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
+		patch(t, img, 1<<20+1024, make([]byte, 1024))
 	})
 	root := r.Root(t, conf, map[string]string{"1": checkOverlayRoot}, nil)
 	b := r.BootStep(t, "corrupt", "", "1", root, disk)
@@ -154,6 +148,34 @@ func TestBootCorruptCard(t *testing.T) {
 	b.Want(t, "STATE", "fallback", "UPPER", "tmpfs")
 	if !strings.Contains(b.State["REASON"], "superblock") {
 		t.Errorf("REASON=%q does not name the superblock", b.State["REASON"])
+	}
+
+	// Not cleanly unmounted (a power cut) on a root without e2fsck: the
+	// fallback with the repair command, or mounted unchecked when
+	// BOOT_UNCLEAN=mount says so.
+	disk, conf = r.Card(t, func(img string) {
+		patch(t, img, 1<<20+1024+58, []byte{0, 0}) // s_state: not clean
+	})
+	root = r.Root(t, conf, map[string]string{"1": `grep -q ' /overlay/card .* - ext2 /dev/loop' /proc/self/mountinfo`}, nil)
+	b = r.BootStep(t, "unclean", "", "none", root, disk)
+	b.Want(t, "STATE", "fallback", "UPPER", "tmpfs")
+	if !strings.Contains(b.State["REASON"], "e2fsck") {
+		t.Errorf("REASON=%q does not say how to repair", b.State["REASON"])
+	}
+	b = r.BootStep(t, "unclean-mount", "ovpkg.unclean=mount", "1", root, disk)
+	b.OK(t)
+	b.Want(t, "STATE", "ok", "UPPER", "card")
+}
+
+func patch(t *testing.T, file string, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
 	}
 }
 

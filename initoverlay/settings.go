@@ -24,6 +24,13 @@ const (
 	FallbackStop  = "stop"  // say why on the console and halt
 )
 
+// What to do with a card whose filesystem was not cleanly unmounted
+// (a power cut: ext2 has no journal).
+const (
+	UncleanCheck = "check" // e2fsck -p from the root first; without e2fsck, or if it fails: the fallback policy
+	UncleanMount = "mount" // mount it unchecked (ovmount --force), for roots without e2fsck
+)
+
 // Config keys in /etc/ovpkg.conf (on the read-only root) and the kernel
 // command-line parameters that override them for one boot.
 var keys = []struct{ conf, cmdline string }{
@@ -34,6 +41,7 @@ var keys = []struct{ conf, cmdline string }{
 	{"BOOT_CARD_DEV", "ovpkg.carddev"},
 	{"BOOT_CARD_WAIT", "ovpkg.cardwait"},
 	{"BOOT_MODULES", "ovpkg.modules"},
+	{"BOOT_UNCLEAN", "ovpkg.unclean"},
 }
 
 // DefaultInits are tried in order when no init is named or the named one
@@ -49,6 +57,7 @@ type Settings struct {
 	CardDev  string        // device of the filesystem holding SD_ROOTFS ("" = from /etc/fstab)
 	CardWait time.Duration // how long to wait for that device to appear
 	Modules  []string      // extra modules to load first (e.g. the card reader's driver)
+	Unclean  string        // a card not cleanly unmounted: UncleanCheck or UncleanMount
 
 	// From says where each setting came from ("cmdline", "config",
 	// "default"), by config key.
@@ -130,7 +139,7 @@ func Resolve(cfg *config.File, cmdline map[string]string) *Settings {
 	}
 	for k := range cmdline {
 		if !known[k] {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("unknown kernel parameter %s ignored (known: ovpkg.upper, ovpkg.init, ovpkg.size, ovpkg.fallback, ovpkg.carddev, ovpkg.cardwait, ovpkg.modules)", k))
+			s.Warnings = append(s.Warnings, fmt.Sprintf("unknown kernel parameter %s ignored (known: ovpkg.upper, ovpkg.init, ovpkg.size, ovpkg.fallback, ovpkg.carddev, ovpkg.cardwait, ovpkg.modules, ovpkg.unclean)", k))
 		}
 	}
 	warn := func(from, v, why string) {
@@ -211,6 +220,17 @@ func Resolve(cfg *config.File, cmdline map[string]string) *Settings {
 		s.Modules = append(s.Modules, m)
 	}
 	s.From["BOOT_MODULES"] = from
+
+	v, from = get(7)
+	switch v {
+	case UncleanCheck, UncleanMount:
+	default:
+		if v != "" {
+			warn(from, v, "want check or mount")
+		}
+		v, from = UncleanCheck, "default"
+	}
+	s.Unclean, s.From["BOOT_UNCLEAN"] = v, from
 	return s
 }
 

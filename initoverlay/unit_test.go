@@ -32,21 +32,24 @@ func TestResolve(t *testing.T) {
 	}
 	// The command line wins over the config.
 	s = Resolve(conf(t, "SD_ROOTFS=/x\nBOOT_UPPER=card\nBOOT_FALLBACK=ro\nBOOT_SIZE=64m\nBOOT_MODULES='usb_storage sd_mod'\n"),
-		ParseCmdline(`root=/dev/sda2 ro ovpkg.upper=tmpfs ovpkg.init="/usr/lib/systemd/systemd" ovpkg.cardwait=2.5 quiet`))
+		ParseCmdline(`root=/dev/sda2 ro ovpkg.upper=tmpfs ovpkg.init="/usr/lib/systemd/systemd" ovpkg.cardwait=2.5 ovpkg.unclean=mount quiet`))
 	if s.Upper != UpperTmpfs || s.From["BOOT_UPPER"] != "cmdline ovpkg.upper" || s.Fallback != FallbackRO || s.From["BOOT_FALLBACK"] != "config BOOT_FALLBACK" ||
-		s.Init != "/usr/lib/systemd/systemd" || s.Size != "64m" || s.CardWait != 2500*time.Millisecond || strings.Join(s.Modules, ",") != "usb_storage,sd_mod" {
+		s.Init != "/usr/lib/systemd/systemd" || s.Size != "64m" || s.Unclean != UncleanMount || s.CardWait != 2500*time.Millisecond || strings.Join(s.Modules, ",") != "usb_storage,sd_mod" {
 		t.Errorf("resolved: %+v", s)
 	}
 	if len(s.Warnings) != 0 {
 		t.Errorf("warnings: %v", s.Warnings)
 	}
 	// Bad values: warned about, defaults used, never a failure.
-	s = Resolve(conf(t, "BOOT_UPPER=disk\nBOOT_SIZE=lots\n"), ParseCmdline("ovpkg.fallback=panic ovpkg.init=sbin/init ovpkg.cardwait=-1 ovpkg.uper=off ovpkg.modules=../../evil"))
+	s = Resolve(conf(t, "BOOT_UPPER=disk\nBOOT_SIZE=lots\nBOOT_UNCLEAN=yolo\n"), ParseCmdline("ovpkg.fallback=panic ovpkg.init=sbin/init ovpkg.cardwait=-1 ovpkg.uper=off ovpkg.modules=../../evil"))
 	if s.Upper != UpperTmpfs || s.Size != DefaultSize || s.Fallback != FallbackTmpfs || s.Init != "" || s.CardWait != DefaultCardWait || len(s.Modules) != 0 {
 		t.Errorf("bad values: %+v", s)
 	}
-	if len(s.Warnings) != 7 {
-		t.Errorf("want 7 warnings, got %d: %v", len(s.Warnings), s.Warnings)
+	if s.Unclean != UncleanCheck {
+		t.Errorf("unclean: %q", s.Unclean)
+	}
+	if len(s.Warnings) != 8 {
+		t.Errorf("want 8 warnings, got %d: %v", len(s.Warnings), s.Warnings)
 	}
 	for _, v := range []string{"64m", "1G", "30%", "100%", "1048576"} {
 		if !validSize(v) {

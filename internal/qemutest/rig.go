@@ -17,7 +17,8 @@ import (
 // RealInit is the "real init" of the roots Rig builds: it marks its start
 // in the kernel log (timestamped), prints the boot state, runs the step
 // script the kernel command line names (teststep=NAME reaches init as its
-// environment) with set -ex and a fail function, and powers off.
+// environment) with set -ex and a fail function, unmounts everything as
+// an init's shutdown does (umount -a -r) and powers off.
 const RealInit = `#!/bin/sh
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 echo "<1>REALINIT" > /dev/kmsg
@@ -28,7 +29,9 @@ if [ -f "/etc/test/$teststep.sh" ]; then
 	(fail() { echo "FAIL: $*"; exit 1; }; set -ex; . "/etc/test/$teststep.sh") 2>&1; rc=$?
 fi
 echo "STEPDONE rc=$rc"
+# What an init's shutdown does: unmount everything, read-only where busy.
 sync
+umount -a -r 2>/dev/null
 poweroff -f
 `
 
