@@ -96,7 +96,7 @@ test "$(cat /etc/mine)" = mine
 test "$(cat /usr/share/txn.txt)" = "from a transaction"
 test "$(cat /overlay/robase/etc/motd)" = "base motd"
 test ! -e /root/scratch
-ovpkg history | grep -q __txn-test
+ovpkg history | grep test-install
 `}, nil)
 	b := r.BootStep(t, "card-1", "", "1", root, disk)
 	b.OK(t)
