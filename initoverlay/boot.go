@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"time"
@@ -65,6 +66,10 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if os.Getpid() != 1 {
 		return notPID1(args, stdout, stderr)
 	}
+	// Go exits on SIGTERM, SIGINT, SIGHUP and SIGQUIT by default: as PID 1
+	// that would panic the kernel. Caught (not ignored: ignoring would be
+	// inherited by the real init through exec) and dropped.
+	signal.Notify(make(chan os.Signal, 1), unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPWR)
 	b := &boot{args: args[1:], env: os.Environ(), con: stderr}
 	b.t0 = bootClock()
 	b.last = b.t0
