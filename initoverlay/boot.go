@@ -152,8 +152,12 @@ func (b *boot) run() {
 		}
 	}
 	if err := b.pivot(upper); err != nil {
-		// Part of the switch may have happened: nothing can be undone
-		// reliably any more, so start the real init where we are.
+		if b.undos != nil { // failed before anything moved
+			b.unwind()
+			b.plain(StateFailed, "switching to the new root: "+err.Error())
+		}
+		// Part of the switch happened: nothing can be undone reliably
+		// any more, so start the real init where we are.
 		b.st.Set("STATE", StateFailed)
 		b.st.Set("REASON", "switching to the new root: "+err.Error())
 		b.say("switching to the new root failed: %v; starting the real init in the current root", err)
@@ -542,6 +546,7 @@ func (b *boot) pivot(upper string) error {
 	if err := mount.Mount(Staging, in(Staging), "", unix.MS_BIND, ""); err != nil {
 		return err
 	}
+	b.push(in(Staging), func() error { return mount.Unmount(in(Staging), unix.MNT_DETACH) })
 	moves := []string{Robase, Rwdata}
 	if upper == UpperCard {
 		moves = append(moves, CardMount)
@@ -559,11 +564,13 @@ func (b *boot) pivot(upper string) error {
 		if err := os.MkdirAll(in(d), 0o755); err != nil {
 			return err
 		}
+	}
+	b.undos = nil // from here on nothing is undone
+	for _, d := range moves {
 		if err := unix.Mount(d, in(d), "", unix.MS_MOVE, ""); err != nil {
 			return &mount.Error{Op: "move", Source: d, Target: in(d), Err: err}
 		}
 	}
-	b.undos = nil // from here on nothing is undone
 	if err := os.Chdir(Combined); err != nil {
 		return err
 	}
