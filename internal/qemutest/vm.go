@@ -18,7 +18,7 @@ import (
 
 // DefaultBootTimeout bounds one boot (kernel start to power-off) under
 // TCG on a loaded machine.
-const DefaultBootTimeout = 3 * time.Minute
+const DefaultBootTimeout = 5 * time.Minute
 
 // Options describe one boot.
 type Options struct {
