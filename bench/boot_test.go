@@ -29,7 +29,7 @@ func sample(r *qemutest.Result) bootSample {
 	return s
 }
 
-func median(xs []bootSample, f func(bootSample) float64) float64 {
+func bootMedian(xs []bootSample, f func(bootSample) float64) float64 {
 	v := make([]float64, len(xs))
 	for i, x := range xs {
 		v[i] = f(x)
@@ -76,20 +76,20 @@ func BenchmarkInitOverlayBoot(b *testing.B) {
 	}
 	hand := func(s bootSample) float64 { return s.handoff }
 	real := func(s bootSample) float64 { return s.real }
-	base := median(plain, hand)
-	addT := median(tmpfs, hand) - base
-	addC := median(card, hand) - base
+	base := bootMedian(plain, hand)
+	addT := bootMedian(tmpfs, hand) - base
+	addC := bootMedian(card, hand) - base
 	b.ReportMetric(addT*1000, "ms-added-tmpfs")
-	b.ReportMetric(100*addT/median(tmpfs, real), "pct-tmpfs")
+	b.ReportMetric(100*addT/bootMedian(tmpfs, real), "pct-tmpfs")
 	b.ReportMetric(addC*1000, "ms-added-card")
-	b.ReportMetric(100*addC/median(card, real), "pct-card")
-	b.ReportMetric(1000*median(append(tmpfs, card...), func(s bootSample) float64 { return s.goStart }), "go-start-ms")
-	b.ReportMetric(1000*median(tmpfs, func(s bootSample) float64 { return s.own }), "own-ms-tmpfs")
-	b.ReportMetric(1000*median(card, func(s bootSample) float64 { return s.own }), "own-ms-card")
+	b.ReportMetric(100*addC/bootMedian(card, real), "pct-card")
+	b.ReportMetric(1000*bootMedian(append(tmpfs, card...), func(s bootSample) float64 { return s.goStart }), "go-start-ms")
+	b.ReportMetric(1000*bootMedian(tmpfs, func(s bootSample) float64 { return s.own }), "own-ms-tmpfs")
+	b.ReportMetric(1000*bootMedian(card, func(s bootSample) float64 { return s.own }), "own-ms-card")
 	var ph []string
 	for _, c := range card {
 		ph = append(ph, c.phases)
 	}
 	b.Logf("kernel start to real init (median): plain %.3f s, tmpfs %.3f s, card %.3f s; switch_root to real init: plain %.0f ms, tmpfs %.0f ms, card %.0f ms; card phases (ms): %s",
-		median(plain, real), median(tmpfs, real), median(card, real), base*1000, median(tmpfs, hand)*1000, median(card, hand)*1000, strings.Join(ph, " | "))
+		bootMedian(plain, real), bootMedian(tmpfs, real), bootMedian(card, real), base*1000, bootMedian(tmpfs, hand)*1000, bootMedian(card, hand)*1000, strings.Join(ph, " | "))
 }
