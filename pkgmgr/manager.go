@@ -173,8 +173,18 @@ type Exec func(ctx context.Context, argv []string) (stdout, stderr []byte, err e
 // chrooted into it.
 func HostExec(root string) Exec {
 	return func(ctx context.Context, argv []string) ([]byte, []byte, error) {
-		cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-		if root != "" && root != "/" {
+		name := argv[0]
+		chroot := root != "" && root != "/"
+		if chroot && !strings.Contains(name, "/") {
+			// Found in the root, not on the host's PATH.
+			p, err := lookPathIn(root, name)
+			if err != nil {
+				return nil, nil, &CommandError{Argv: argv, Code: -1, Err: fmt.Errorf("not found in %s: %w", root, err)}
+			}
+			name = p
+		}
+		cmd := exec.CommandContext(ctx, name, argv[1:]...)
+		if chroot {
 			cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: root}
 			cmd.Dir = "/"
 		}
@@ -236,10 +246,10 @@ func firstErrorLine(s string) string {
 }
 
 // isErrorLine: apt's "E: ...", dpkg's "dpkg-deb: error: ...", opkg's
-// " * opkg_...".
+// " * opkg_...", apk's "ERROR: ...".
 func isErrorLine(l string) bool {
 	l = strings.TrimSpace(l)
-	return strings.HasPrefix(l, "E: ") || strings.Contains(l, "error:") || strings.HasPrefix(l, "* opkg")
+	return strings.HasPrefix(l, "E: ") || strings.HasPrefix(l, "ERROR: ") || strings.Contains(l, "error:") || strings.HasPrefix(l, "* opkg")
 }
 
 // LineError turns a package manager's error line into one of ours where
@@ -261,23 +271,26 @@ func LineError(line string) error {
 
 // Errors callers tell apart with errors.Is.
 var (
-	ErrNoManager      = errors.New("no package manager found")
-	ErrUnknownPackage = errors.New("unknown package")
-	ErrBadArchive     = errors.New("not a valid package file")
-	ErrNotInstalled   = errors.New("package not installed")
+	ErrNoManager       = errors.New("no package manager found")
+	ErrSeveralManagers = errors.New("several package managers found")
+	ErrUnknownPackage  = errors.New("unknown package")
+	ErrBadArchive      = errors.New("not a valid package file")
+	ErrNotInstalled    = errors.New("package not installed")
 )
 
 // adapter describes one package manager: how to recognise it in a root
-// and how to make it. Adding apk is one more entry (and apk.go).
+// and how to make it.
 type adapter struct {
 	name    string
+	where   string                 // what present looks for, for messages
 	present func(root string) bool // the root has this manager's binary and database
 	make    func(root string, x Exec) Manager
 }
 
 var adapters = []adapter{
-	{name: "apt", present: aptPresent, make: func(root string, x Exec) Manager { return NewApt(root, x) }},
-	{name: "opkg", present: opkgPresent, make: func(root string, x Exec) Manager { return NewOpkg(root, x) }},
+	{name: "apt", where: "dpkg: var/lib/dpkg/status and usr/bin/dpkg", present: aptPresent, make: func(root string, x Exec) Manager { return NewApt(root, x) }},
+	{name: "opkg", where: "opkg: usr/lib/opkg/status and bin/opkg", present: opkgPresent, make: func(root string, x Exec) Manager { return NewOpkg(root, x) }},
+	{name: "apk", where: "apk: lib/apk/db/installed and usr/bin/apk", present: apkPresent, make: func(root string, x Exec) Manager { return NewApk(root, x) }},
 }
 
 // Names lists the adapters --pm accepts.
@@ -291,27 +304,43 @@ func Names() []string {
 }
 
 // Detect returns the manager for root: the one named by override when it
-// is set, else the first whose binary and database the root has. x runs
-// helper commands (nil: HostExec(root)).
+// is set, else the one whose binary and database the root has. A root
+// with none is ErrNoManager; a root with several (an OpenWrt upgraded
+// from opkg to apk that kept opkg's database, a Debian with opkg
+// installed) is ErrSeveralManagers: ovpkg does not guess which one owns
+// the system, --pm says. x runs helper commands (nil: HostExec(root)).
 func Detect(root, override string, x Exec) (Manager, error) {
 	if x == nil {
 		x = HostExec(root)
 	}
+	var found []adapter
 	for _, a := range adapters {
 		if override != "" && override != a.name {
 			continue
 		}
 		if a.present(root) {
-			return a.make(root, x), nil
-		}
-		if override != "" {
-			return nil, fmt.Errorf("--pm %s: %w in %s (its program or status database is missing)", override, ErrNoManager, root)
+			found = append(found, a)
+		} else if override != "" {
+			return nil, fmt.Errorf("--pm %s: %w in %s (its program or database is missing: %s)", override, ErrNoManager, root, a.where)
 		}
 	}
-	if override != "" {
+	switch {
+	case len(found) == 1:
+		return found[0].make(root, x), nil
+	case override != "":
 		return nil, fmt.Errorf("--pm %s: unknown package manager (known: %s)", override, strings.Join(Names(), ", "))
+	case len(found) > 1:
+		var n []string
+		for _, a := range found {
+			n = append(n, a.name)
+		}
+		return nil, fmt.Errorf("%w in %s: %s each have their program and database there; choose the one that manages the system with --pm", ErrSeveralManagers, root, strings.Join(n, ", "))
 	}
-	return nil, fmt.Errorf("%w in %s: neither dpkg (var/lib/dpkg/status, usr/bin/dpkg) nor opkg (usr/lib/opkg/status, bin/opkg); choose one with --pm", ErrNoManager, root)
+	var w []string
+	for _, a := range adapters {
+		w = append(w, a.where)
+	}
+	return nil, fmt.Errorf("%w in %s: none of %s; choose one with --pm", ErrNoManager, root, strings.Join(w, "; "))
 }
 
 func exists(p string) bool {
@@ -320,9 +349,9 @@ func exists(p string) bool {
 }
 
 // IsFileArg says whether an install argument names a local package file
-// rather than a package: it has a slash or a .deb/.ipk ending.
+// rather than a package: it has a slash or a .deb/.ipk/.apk ending.
 func IsFileArg(a string) bool {
-	return strings.Contains(a, "/") || strings.HasSuffix(a, ".deb") || strings.HasSuffix(a, ".ipk")
+	return strings.Contains(a, "/") || strings.HasSuffix(a, ".deb") || strings.HasSuffix(a, ".ipk") || strings.HasSuffix(a, ".apk")
 }
 
 func isFileArg(a string) bool { return IsFileArg(a) }

@@ -202,11 +202,14 @@ func TestDetect(t *testing.T) {
 	}
 	write("usr/bin/dpkg", "")
 	write("var/lib/dpkg/status", "")
-	if m, _ := Detect(root, "", nil); m.Name() != "apt" {
-		t.Fatalf("both: first adapter (apt) wins, got %s", m.Name())
+	if _, err := Detect(root, "", nil); !errors.Is(err, ErrSeveralManagers) || !strings.Contains(err.Error(), "apt, opkg") || !strings.Contains(err.Error(), "--pm") {
+		t.Fatalf("dpkg and opkg: want a clear ErrSeveralManagers, got %v", err)
 	}
 	if m, _ := Detect(root, "opkg", nil); m.Name() != "opkg" {
 		t.Fatal("--pm opkg not honoured")
+	}
+	if m, _ := Detect(root, "apt", nil); m.Name() != "apt" {
+		t.Fatal("--pm apt not honoured")
 	}
 }
 

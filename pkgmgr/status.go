@@ -42,9 +42,11 @@ func (p Package) Broken() bool {
 	return true
 }
 
-// Key is the name plus, when set, the architecture ("libc6:amd64").
+// Key is the name plus, when set, the architecture ("libc6:amd64");
+// architecture-independent packages ("all" for dpkg and opkg, "noarch"
+// for apk) are keyed by name alone.
 func (p Package) Key() string {
-	if p.Arch == "" || p.Arch == "all" {
+	if p.Arch == "" || p.Arch == "all" || p.Arch == "noarch" {
 		return p.Name
 	}
 	return p.Name + ":" + p.Arch
