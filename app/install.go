@@ -9,8 +9,8 @@ import (
 func installCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "install",
-		Usage:     "install packages (names or ./file.deb) onto the card",
-		UsageText: "ovpkg install [--yes] [--pm apt|opkg] PKG|./FILE.deb...",
+		Usage:     "install packages (names or ./file.deb, .ipk, .apk) onto the card",
+		UsageText: "ovpkg install [--yes] [--pm apt|opkg|apk] PKG|./FILE.deb|./FILE.ipk|./FILE.apk...",
 		Description: `Mounts the card if it is not (as ovmount does), works out what the install brings in
 (apt-get --print-uris: one resolver run, nothing downloaded), shows it (packages, download
 size, space needed on the card) and asks once; then runs the package manager in a transaction
@@ -29,6 +29,11 @@ anything.
 The package manager runs in its own PID namespace that dies with ovpkg; Ctrl-C or SIGTERM
 stops it and the transaction is undone. Maintainer scripts are kept from starting services (a
 temporary policy-rc.d), and ovpkg names the ones it held back.
+
+With opkg the plan is opkg --noaction install; with apk (OpenWrt 25.12+) it is apk add
+--simulate, and apk's own trust applies: a package not signed by a key in /etc/apk/keys is
+refused before anything is written unless /etc/apk/config says allow-untrusted (ovpkg never
+adds --allow-untrusted).
 
 Exit status: 0 installed (or nothing to do), 1 failure (unknown package, corrupt file, no
 space, not confirmed, interrupted...), 2 usage.`,

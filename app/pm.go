@@ -10,7 +10,7 @@ func pmCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "pm",
 		Usage:     "run the package manager with your own arguments, with the card mounted and ovpkg's safety net",
-		UsageText: "ovpkg pm -- ARGS...   (apt-get ARGS or opkg ARGS)",
+		UsageText: "ovpkg pm -- ARGS...   (apt-get ARGS, opkg ARGS or apk ARGS)",
 		Flags:     pkgFlags(),
 		Action: func(c *cli.Context) error {
 			if c.NArg() == 0 {

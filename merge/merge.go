@@ -61,7 +61,7 @@ func (k Kind) String() string {
 func KindFor(rel string) Kind {
 	rel = strings.TrimPrefix(rel, "/")
 	switch rel {
-	case "var/lib/dpkg/status", "usr/lib/opkg/status", "var/lib/opkg/status":
+	case "var/lib/dpkg/status", "usr/lib/opkg/status", "var/lib/opkg/status", "lib/apk/db/installed":
 		return KindStatus
 	case "etc/passwd", "etc/group", "etc/shadow", "etc/gshadow":
 		return KindEntries

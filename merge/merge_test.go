@@ -206,9 +206,28 @@ func TestLinesDisjointEditsMerge(t *testing.T) {
 
 func TestKindFor(t *testing.T) {
 	for rel, k := range map[string]Kind{"var/lib/dpkg/status": KindStatus, "/etc/passwd": KindEntries,
-		"etc/gshadow": KindEntries, "etc/ssh/sshd_config": KindLines, "usr/lib/opkg/status": KindStatus} {
+		"etc/gshadow": KindEntries, "etc/ssh/sshd_config": KindLines, "usr/lib/opkg/status": KindStatus,
+		"lib/apk/db/installed": KindStatus, "etc/apk/world": KindLines} {
 		if KindFor(rel) != k {
 			t.Errorf("KindFor(%s) = %v want %v", rel, KindFor(rel), k)
 		}
+	}
+}
+
+// apk's database: paragraphs keyed by P:, one-letter fields.
+func TestStatusApkInstalled(t *testing.T) {
+	base := "C:Q1a=\nP:base-files\nV:1\nA:noarch\nF:etc\nR:openwrt_release\n\nC:Q1b=\nP:busybox\nV:1.36\nA:x86_64\n\n"
+	newBase := strings.Replace(base, "V:1.36", "V:1.37", 1) // the base upgraded busybox
+	card := base + "C:Q1c=\nP:hello\nV:1.0-r1\nA:noarch\nD:libfoo\nF:usr/bin\nR:hello\n\n"
+	res := Status([]byte(base), []byte(newBase), []byte(card))
+	if !res.Clean() {
+		t.Fatal(res.Conflicts)
+	}
+	got := string(res.Text)
+	if !strings.Contains(got, "P:busybox\nV:1.37") || !strings.Contains(got, "P:hello\nV:1.0-r1") || strings.Count(got, "P:base-files") != 1 {
+		t.Fatalf("merged:\n%s", got)
+	}
+	if len(res.Notes) != 1 || !strings.Contains(res.Notes[0], "busybox:x86_64") || !strings.Contains(res.Notes[0], "1.36 -> 1.37") {
+		t.Errorf("notes %q", res.Notes)
 	}
 }

@@ -28,8 +28,17 @@ func parseStanzas(b []byte) (list []stanza, sorted bool) {
 				arch = v
 			}
 		}
+		if pkg == "" { // apk's lib/apk/db/installed: one-letter keys
+			for _, l := range cur {
+				if strings.HasPrefix(l, "P:") {
+					pkg = l[2:]
+				} else if strings.HasPrefix(l, "A:") {
+					arch = l[2:]
+				}
+			}
+		}
 		key := pkg
-		if arch != "" && arch != "all" {
+		if arch != "" && arch != "all" && arch != "noarch" {
 			key = pkg + ":" + arch
 		}
 		if key == "" {
@@ -77,7 +86,8 @@ func index(list []stanza) map[string]string {
 	return m
 }
 
-// Status merges dpkg/opkg status files by package stanza. See the package
+// Status merges dpkg/opkg status files (and apk's lib/apk/db/installed,
+// whose paragraphs are keyed by their P: line) by package stanza. See the package
 // documentation for the rules. It never reports conflicts; stanzas both
 // sides changed keep the card's version and are listed in Notes.
 func Status(old, new, card []byte) Result {
@@ -148,6 +158,9 @@ func describe(text string, present bool) string {
 		return "absent"
 	}
 	v := statusField(text, "Version")
+	if v == "" {
+		v = statusField(text, "V") // apk
+	}
 	st := statusField(text, "Status")
 	switch {
 	case v != "" && st != "":

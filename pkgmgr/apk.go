@@ -56,7 +56,7 @@ func apkPresent(root string) bool {
 }
 
 // ErrUntrusted is a package apk refuses because no trusted key signed it.
-var ErrUntrusted = errors.New("untrusted package signature")
+var ErrUntrusted = errors.New("not signed by a key in /etc/apk/keys")
 
 func (a *Apk) Name() string        { return "apk" }
 func (a *Apk) Root() string        { return a.root }
@@ -300,7 +300,7 @@ func apkError(err error) error {
 	msg := apkErrorLine(out)
 	switch {
 	case strings.Contains(out, "UNTRUSTED signature"):
-		return fmt.Errorf("%s: %w: no key in /etc/apk/keys signed it; add the signer's public key there, or, to accept unsigned packages, put a line `allow-untrusted` in /etc/apk/config (apk's own switch: ovpkg never adds it)", msg, ErrUntrusted)
+		return fmt.Errorf("%s (%w: add the signer's public key there, or, to accept unsigned packages, put a line `allow-untrusted` in /etc/apk/config, apk's own switch: ovpkg never adds it)", msg, ErrUntrusted)
 	case strings.Contains(out, "(no such package)") || strings.Contains(out, "unable to select package"):
 		return fmt.Errorf("%s: %w", msg, ErrUnknownPackage)
 	case strings.Contains(out, "file format is invalid") || strings.Contains(out, "v3 file format") || strings.Contains(out, "ADB block error"):

@@ -14,19 +14,15 @@ import (
 	"testing"
 
 	"github.com/ovpkg/ovpkg/internal/nstest"
+	"github.com/ovpkg/ovpkg/internal/owrttest"
 	"github.com/ovpkg/ovpkg/pkgmgr/apktest"
 )
 
-// apkBin is the real apk-tools 3, built from ../shared/pm-src.
+// apkBin is the real apk-tools 3, built once from ../shared/pm-src into
+// the test cache (owrttest.BuildPM).
 func apkBin(t testing.TB) string {
 	t.Helper()
-	for _, p := range []string{os.Getenv("OVPKG_TEST_APK"), "/var/cache/ovpkg-test/pm-manual/bin/apk"} {
-		if p != "" && exists(p) {
-			return p
-		}
-	}
-	nstest.Skip(t, "no apk binary (set OVPKG_TEST_APK)")
-	return ""
+	return owrttest.BuildPM(t).Apk
 }
 
 func TestReadApkV3(t *testing.T) {

@@ -1,14 +1,16 @@
 // Package pkgmgr drives the system's package manager (apt/dpkg on Debian
-// and derivatives, opkg on OpenWrt) on behalf of ovpkg, and reads its
-// database.
+// and derivatives, opkg on OpenWrt up to 24.10, apk on OpenWrt 25.12+) on
+// behalf of ovpkg, and reads its database.
 //
 // It owns:
 //   - the Manager interface and one adapter per package manager (apt.go,
-//     opkg.go), chosen by Detect from what a root holds (a dpkg status
-//     file, or an opkg binary and status file) or by name (--pm);
+//     opkg.go, apk.go), chosen by Detect from what a root holds (a
+//     manager's program and database; several is an error) or by name
+//     (--pm);
 //   - io.Reader parsers for RFC 822-style control data (ParseStanzas) and
-//     the status databases built on it (ParseDpkgStatus, ParseOpkgStatus),
-//     and for the output of apt-get -s and dpkg-deb -c;
+//     the status databases built on it (ParseDpkgStatus, ParseOpkgStatus,
+//     ParseApkInstalled), for the output of apt-get -s, dpkg-deb -c and
+//     apk --simulate, and streaming readers of .ipk and .apk files;
 //   - the install plan: which packages an install brings in, their
 //     installed size, and every path they write (CheckPaths refuses paths
 //     outside the overlaid directories, so the base root is never written);
@@ -21,6 +23,6 @@
 //
 // It does NOT mount anything, take the ovpkg lock or know the card layout
 // (package mountset does), and it never edits the package database itself:
-// only the package manager writes it. Adding a manager (apk) is one new
-// file implementing Manager plus one entry in the adapters table.
+// only the package manager writes it. Adding a manager is one new file
+// implementing Manager plus one entry in the adapters table.
 package pkgmgr

@@ -24,6 +24,7 @@ import (
 // database lists are watched too.
 var Watched = []string{
 	"var/lib/dpkg/status", "usr/lib/opkg/status", "var/lib/opkg/status",
+	"lib/apk/db/installed", "etc/apk/world",
 	"etc/passwd", "etc/group", "etc/shadow", "etc/gshadow",
 }
 
