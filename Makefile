@@ -10,10 +10,14 @@ GOFLAGS_B := -trimpath -buildvcs=false
 # internal/faults); the product (bin/, dist/) never has them.
 TESTTAGS  := ovpkg_testhooks
 TOOLS     := mkoverlay ovmount uovmount eject overlay-boot overlay-go overlay-stop init-overlay
+# The names packages and `make install` link unconditionally (eject only
+# where the system has none).
+LINKS     := $(filter-out eject,$(TOOLS))
 TESTTIMEOUT ?= 60m
 # Programs the tests use to check results independently.
 TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk blkid:util-linux losetup:mount \
              unshare:util-linux dpkg-deb:dpkg rsync:rsync fuser:psmisc time:time python3:python3 \
+             systemd-analyze:systemd make:make git:git \
              qemu-mipsel-static:qemu-user-static ip:iproute2 ping:iputils-ping service:init-system-helpers mkfifo:coreutils ps:procps \
              debugfs:e2fsprogs qemu-system-x86_64:qemu-system-x86
 # Debian packages ../shared/pm-src/build.sh needs to build the real opkg
@@ -22,7 +26,17 @@ TESTPROGS := e2fsck:e2fsprogs dumpe2fs:e2fsprogs mke2fs:e2fsprogs sfdisk:fdisk b
 PMBUILDDEBS := build-essential cmake pkg-config libjson-c-dev meson ninja-build libssl-dev zlib1g-dev \
              libzstd-dev lua5.3 gzip file
 
-.PHONY: all build build-test demo test test-deps vet bench install cross man clean
+# Packages (make deb, ipk, apk): version from the commit count, so that
+# every later commit orders higher for dpkg, opkg and apk alike.
+PKG_VERSION ?= 0.0.$(shell git rev-list --count HEAD 2>/dev/null || echo 0)
+SYSCONFDIR    ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+BASHCOMPDIR   ?= $(PREFIX)/share/bash-completion/completions
+# apk-tools 3 for `make apk`: the one `make test` builds from
+# ../shared/pm-src into the test cache, else one on PATH.
+APK ?= $(firstword $(wildcard $(or $(OVPKG_TEST_CACHE),/var/cache/ovpkg-test)/pm/pm-*/bin/apk) $(shell command -v apk 2>/dev/null))
+
+.PHONY: all build build-test demo test test-deps vet bench install cross man completion deb ipk apk clean
 
 all: build
 
@@ -80,16 +94,32 @@ bench: test-deps build build-test
 man:
 	$(GO) run ./internal/mangen man
 
-install: build man
-	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
+# The bash completion script, generated from the command tree (outside the
+# product binary, like the man pages).
+completion:
+	$(GO) run ./internal/bashcomp completion/ovpkg
+
+# The same files as the .deb (docs/packaging.md), under PREFIX: the binary
+# and its names, man pages, bash completion, the systemd unit and the
+# sysvinit script that run `ovmount --boot` (enable one of them yourself).
+install: build man completion
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8 $(DESTDIR)$(BASHCOMPDIR) \
+	  $(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(SYSCONFDIR)/init.d
 	install -m 0755 bin/ovpkg $(DESTDIR)$(PREFIX)/sbin/ovpkg
-	@for t in mkoverlay ovmount uovmount overlay-boot overlay-go overlay-stop init-overlay; do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
+	@for t in $(LINKS); do ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/$$t; done
 	@# eject only where the system has no eject of its own (`ovpkg eject` always works).
 	@other=$$(command -v eject 2>/dev/null || true); \
 	if [ -z "$$other" ] || [ "$$(readlink -f $$other)" = "$$(readlink -f $(DESTDIR)$(PREFIX)/sbin/ovpkg)" ]; then \
 	  ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/eject; \
 	else echo "not linking eject: $$other exists (use ovpkg eject)"; fi
-	@if ls man/*.8 >/dev/null 2>&1; then install -m 0644 man/*.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+	@for t in ovpkg $(LINKS); do install -m 0644 man/$$t.8 $(DESTDIR)$(PREFIX)/share/man/man8/; done
+	@if [ -L $(DESTDIR)$(PREFIX)/sbin/eject ]; then install -m 0644 man/eject.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+	install -m 0644 completion/ovpkg $(DESTDIR)$(BASHCOMPDIR)/ovpkg
+	@for t in $(LINKS); do ln -sf ovpkg $(DESTDIR)$(BASHCOMPDIR)/$$t; done
+	@for u in packaging/systemd/*.service; do \
+	  sed 's#@SBINDIR@#$(PREFIX)/sbin#g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; done
+	@for i in packaging/sysvinit/*; do \
+	  sed 's#@SBINDIR@#$(PREFIX)/sbin#g' $$i > $(DESTDIR)$(SYSCONFDIR)/init.d/$${i##*/} && chmod 0755 $(DESTDIR)$(SYSCONFDIR)/init.d/$${i##*/} || exit 1; done
 
 # Static, stripped builds for the devices this targets; each dist/linux-<arch>
 # holds exactly what `make install` would install.
@@ -105,5 +135,16 @@ cross: man
 	  printf '%-22s %9d bytes\n' $$d/sbin/ovpkg $$(stat -c %s $$d/sbin/ovpkg); \
 	done
 
+# Packages of ovpkg for every architecture of `make cross`, into
+# dist/packages (packaging/build.sh; docs/packaging.md).
+deb: cross completion
+	PKG_VERSION=$(PKG_VERSION) sh packaging/build.sh deb
+
+ipk: cross
+	PKG_VERSION=$(PKG_VERSION) sh packaging/build.sh ipk
+
+apk: cross
+	PKG_VERSION=$(PKG_VERSION) APK="$(APK)" sh packaging/build.sh apk
+
 clean:
-	rm -rf bin bin-test dist
+	rm -rf bin bin-test dist completion

@@ -99,7 +99,7 @@ cmp /lib/apk/db/installed /mnt/installed.before && echo BASE-SAME-END
 // database and world with it); the base's own package is refused by
 // remove; an unsigned package is refused before anything is written
 // unless the root's apk configuration allows it; a package writing
-// outside the overlays is refused.
+// outside the overlays fails on the read-only base and is undone.
 func TestApkTransactionsAndRefusals(t *testing.T) {
 	r := newApkRoot(t, apkLibfoo, apkHello,
 		apktest.Spec{Name: "kernel-thing", Files: map[string]apktest.File{"boot/vmlinuz-x": {Data: "k"}}})
@@ -116,6 +116,10 @@ ovpkg eject
 	// An upgrade appears in the repository.
 	r.repo.Add(t, r.PM.Apk, &r.key, apktest.Spec{Name: "hello", Version: "1.1-r1", Depends: []string{"libfoo"},
 		Files: map[string]apktest.File{"usr/bin/hello": apktest.Program("hello 1.1 from the card"), "etc/hello.conf": {Data: "greeting=1\n"}}})
+	// A /boot in the base: the package's file there meets the read-only base.
+	if err := os.MkdirAll(filepath.Join(r.Dir, "boot"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	unsignedDir := filepath.Join(r.Dir, "root", "unsigned")
 	if err := os.MkdirAll(unsignedDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -136,6 +140,7 @@ ovpkg install --yes /root/unsigned/unsigned-1.0-r1.apk && echo UNSIGNED-INSTALLE
 test -e /usr/bin/unsigned || echo NOTHING-WRITTEN
 ovpkg install --yes kernel-thing && echo BOOT-INSTALLED || echo BOOT-REFUSED
 test -e /boot/vmlinuz-x || echo BOOT-UNTOUCHED
+apk info -e kernel-thing || echo APK-AGREES-NOT-INSTALLED
 echo allow-untrusted > /etc/apk/config
 ovpkg install --yes /root/unsigned/unsigned-1.0-r1.apk && echo UNSIGNED-ALLOWED
 unsigned
@@ -143,12 +148,13 @@ ovpkg eject
 `)
 	t.Logf("%s", res)
 	for _, s := range []string{"hello 1.1 from the card", "hello-1.1-r1", "hello from the card\n", "V:1.0-r1", "BASE-REFUSED", "base-files",
-		"UNSIGNED-REFUSED", "NOTHING-WRITTEN", "BOOT-REFUSED", "BOOT-UNTOUCHED", "UNSIGNED-ALLOWED", "unsigned\n"} {
+		"UNSIGNED-REFUSED", "NOTHING-WRITTEN", "BOOT-REFUSED", "BOOT-UNTOUCHED", "APK-AGREES-NOT-INSTALLED", "UNSIGNED-ALLOWED", "unsigned\n"} {
 		if !strings.Contains(res.Stdout, s) {
 			t.Errorf("output lacks %q", s)
 		}
 	}
-	for _, s := range []string{"UNTRUSTED", "allow-untrusted", "part of the base root", "/boot/vmlinuz-x"} {
+	for _, s := range []string{"UNTRUSTED", "allow-untrusted", "part of the base root", "boot/vmlinuz-x", "write outside the overlaid directories", "Read-only file system",
+		"(install) undone: the card is as it was before"} {
 		if !strings.Contains(res.Stderr, s) {
 			t.Errorf("messages lack %q", s)
 		}

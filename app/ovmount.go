@@ -42,8 +42,12 @@ filesystem was not cleanly unmounted is checked with e2fsck -p first (refused wi
 command when that fails or e2fsck is missing; --force mounts it unchecked). An image whose
 UUID differs from SD_UUID is refused unless --trust.
 
+--boot is for init systems (the systemd unit, sysvinit and OpenWrt init scripts ovpkg ships):
+without a config, or with no SD_ROOTFS in it, ovmount says there is nothing to mount and exits
+0; otherwise it waits up to 30 seconds for the image file to appear, then mounts as usual.
+
 Exit status: 0 mounted (or already mounted), 1 failure (nothing left mounted), 2 usage.`,
-		Flags:  []cli.Flag{configFlag, rootFlag, forceFlag, trustFlag, jsonFlag},
+		Flags:  []cli.Flag{configFlag, rootFlag, forceFlag, trustFlag, jsonFlag, bootFlag},
 		Action: ovmountAction,
 	}
 }
@@ -66,6 +70,11 @@ func mountsetOptions(c *cli.Context) mountset.Options {
 func ovmountAction(c *cli.Context) error {
 	if c.NArg() > 0 {
 		return usagef("ovmount takes no arguments (got %q); the image comes from the config", c.Args().First())
+	}
+	if c.Bool("boot") {
+		if skip, err := bootCheck(c); skip || err != nil {
+			return err
+		}
 	}
 	opt := mountsetOptions(c)
 	rec, err := mountset.Up(opt)
