@@ -63,6 +63,8 @@ test -f /etc/hello.postinst-ran && echo POSTINST-RAN
 apk info -e hello libfoo
 ovpkg list
 ovpkg files hello
+ovpkg update && echo UPDATE-OK
+ovpkg configure && echo CONFIGURE-OK
 ovpkg eject
 test -e /usr/bin/hello || echo GONE
 cmp /lib/apk/db/installed /mnt/installed.before && cmp /etc/apk/world /mnt/world.before && echo BASE-SAME
@@ -77,7 +79,7 @@ ovpkg eject
 cmp /lib/apk/db/installed /mnt/installed.before && echo BASE-SAME-END
 `)
 	t.Logf("%s", res)
-	for _, s := range []string{"hello from the card", "POSTINST-RAN", "GONE", "BASE-SAME", "REMOVED",
+	for _, s := range []string{"hello from the card", "POSTINST-RAN", "UPDATE-OK", "CONFIGURE-OK", "GONE", "BASE-SAME", "REMOVED",
 		"DEPENDENCY-REMOVED", "PREDEINST-RAN", "APK-AGREES", "BASE-SAME-END"} {
 		if !strings.Contains(res.Stdout, s) {
 			t.Errorf("output lacks %q", s)
