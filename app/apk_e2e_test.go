@@ -63,6 +63,7 @@ test -f /etc/hello.postinst-ran && echo POSTINST-RAN
 apk info -e hello libfoo
 ovpkg list
 ovpkg files hello
+ovpkg status
 ovpkg update && echo UPDATE-OK
 ovpkg configure && echo CONFIGURE-OK
 ovpkg eject
@@ -79,7 +80,7 @@ ovpkg eject
 cmp /lib/apk/db/installed /mnt/installed.before && echo BASE-SAME-END
 `)
 	t.Logf("%s", res)
-	for _, s := range []string{"hello from the card", "POSTINST-RAN", "UPDATE-OK", "CONFIGURE-OK", "GONE", "BASE-SAME", "REMOVED",
+	for _, s := range []string{"hello from the card", "POSTINST-RAN", "UPDATE-OK", "CONFIGURE-OK", "2 on the card, 1 in the base (apk)", "GONE", "BASE-SAME", "REMOVED",
 		"DEPENDENCY-REMOVED", "PREDEINST-RAN", "APK-AGREES", "BASE-SAME-END"} {
 		if !strings.Contains(res.Stdout, s) {
 			t.Errorf("output lacks %q", s)
