@@ -112,10 +112,12 @@ install: build man completion
 	if [ -z "$$other" ] || [ "$$(readlink -f $$other)" = "$$(readlink -f $(DESTDIR)$(PREFIX)/sbin/ovpkg)" ]; then \
 	  ln -sf ovpkg $(DESTDIR)$(PREFIX)/sbin/eject; \
 	else echo "not linking eject: $$other exists (use ovpkg eject)"; fi
-	@for t in ovpkg $(LINKS); do install -m 0644 man/$$t.8 $(DESTDIR)$(PREFIX)/share/man/man8/; done
-	@if [ -L $(DESTDIR)$(PREFIX)/sbin/eject ]; then install -m 0644 man/eject.8 $(DESTDIR)$(PREFIX)/share/man/man8/; fi
+	@# A man page and completion for every command-line tool (init-overlay,
+	@# started by the kernel, has neither); eject's only where it is linked.
+	@for m in man/*.8; do n=$${m##*/}; n=$${n%.8}; \
+	  if [ $$n != eject ] || [ -L $(DESTDIR)$(PREFIX)/sbin/eject ]; then install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; fi; \
+	  if [ $$n != eject ] && [ $$n != ovpkg ]; then ln -sf ovpkg $(DESTDIR)$(BASHCOMPDIR)/$$n; fi; done
 	install -m 0644 completion/ovpkg $(DESTDIR)$(BASHCOMPDIR)/ovpkg
-	@for t in $(LINKS); do ln -sf ovpkg $(DESTDIR)$(BASHCOMPDIR)/$$t; done
 	@for u in packaging/systemd/*.service; do \
 	  sed 's#@SBINDIR@#$(PREFIX)/sbin#g' $$u > $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} && chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$${u##*/} || exit 1; done
 	@for i in packaging/sysvinit/*; do \

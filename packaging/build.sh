@@ -79,6 +79,16 @@ names() {
 	done
 }
 
+# manpages ARCH: the commands with a man page (the command-line tools:
+# init-overlay, started by the kernel, has none), but eject.
+manpages() {
+	for m in "$DIST/linux-$1/share/man/man8/"*.8; do
+		n=${m##*/}
+		n=${n%.8}
+		[ "$n" != eject ] && echo "$n"
+	done
+}
+
 # stage_bin DIR ARCH: the binary and its names in DIR/usr/sbin.
 stage_bin() {
 	bin="$DIST/linux-$2/sbin/ovpkg"
@@ -113,9 +123,9 @@ build_deb() {
 	stage_bin "$s" "$a"
 	man="$DIST/linux-$a/share/man/man8"
 	mkdir -p "$s/usr/share/man/man8"
-	for t in ovpkg $(names "$a"); do
-		[ -f "$man/$t.8" ] || { echo "build.sh: $man/$t.8 missing (run make cross, which runs make man)" >&2; exit 1; }
-		gzip -9n <"$man/$t.8" >"$s/usr/share/man/man8/$t.8.gz"
+	[ -f "$man/ovpkg.8" ] || { echo "build.sh: $man/ovpkg.8 missing (run make cross, which runs make man)" >&2; exit 1; }
+	for m in $(manpages "$a"); do
+		gzip -9n <"$man/$m.8" >"$s/usr/share/man/man8/$m.8.gz"
 	done
 	# Debian 12 keeps units in /lib (the /usr-merge moratorium).
 	mkdir -p "$s/lib/systemd/system" "$s/etc/init.d" "$s/usr/share/bash-completion/completions" "$s/usr/share/doc/ovpkg" "$s/DEBIAN"
@@ -129,7 +139,9 @@ build_deb() {
 		echo "/etc/init.d/${i##*/}" >>"$s/DEBIAN/conffiles"
 	done
 	install -m 0644 "$COMPLETION" "$s/usr/share/bash-completion/completions/ovpkg"
-	for t in $(names "$a"); do ln -sf ovpkg "$s/usr/share/bash-completion/completions/$t"; done
+	for t in $(manpages "$a"); do
+		[ "$t" = ovpkg ] || ln -sf ovpkg "$s/usr/share/bash-completion/completions/$t"
+	done
 	install -m 0644 "$here/deb/copyright" "$s/usr/share/doc/ovpkg/copyright"
 	{
 		echo "ovpkg ($VERSION) unstable; urgency=medium"

@@ -76,7 +76,7 @@ func dist(t testing.TB) string {
 		} else {
 			run(root, []string{"CGO_ENABLED=0"}, "go", "build", "-trimpath", "-buildvcs=false", "-ldflags", "-s -w", "-o", bin, "./cmd/ovpkg")
 		}
-		for _, n := range app.Names()[1:] { // as make cross links TOOLS
+		for _, n := range append(app.Names()[1:], app.InitOverlay) { // as make cross links TOOLS
 			if distErr == nil {
 				distErr = os.Symlink("ovpkg", filepath.Join(d, "sbin", n))
 			}
@@ -142,7 +142,9 @@ var debFiles = []string{
 var debNames = []string{"mkoverlay", "ovmount", "uovmount", "overlay-boot", "overlay-go", "overlay-stop"}
 
 func wantDeb() []string {
-	w := append([]string{}, debFiles...)
+	// init-overlay (started by the kernel: init=) is linked, without a
+	// man page or completion.
+	w := append([]string{"lrwxrwxrwx root/root ./usr/sbin/init-overlay -> ovpkg"}, debFiles...)
 	for _, n := range debNames {
 		w = append(w, "lrwxrwxrwx root/root ./usr/sbin/"+n+" -> ovpkg",
 			"lrwxrwxrwx root/root ./usr/share/bash-completion/completions/"+n+" -> ovpkg",

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Apk drives apk-tools 3 (OpenWrt 25.12 and later; Alpine). apk has no
@@ -256,7 +257,11 @@ func (a *Apk) Argv(op Op, args []string, o ArgvOptions) ([]string, error) {
 // transaction (and with --simulate): "(1/2) Installing foo (1.0-r1)",
 // "( 3/12) Upgrading foo (1.0-r1 -> 1.1-r0)", "(1/1) Purging foo
 // (1.0-r1)". The name may carry a repository tag ("foo@edge").
-var apkChange = regexp.MustCompile(`^\(\s*\d+/\d+\) (Installing|Upgrading|Downgrading|Replacing|Reinstalling|Purging|Updating pinning|\[APK unavailable, skipped\] Reinstalling) (\S+) \(([^)]*)\)`)
+// Compiled on first use, not at package init (init-overlay starts this
+// binary as PID 1, where every init costs: docs/benchmarks.md).
+var apkChange = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\(\s*\d+/\d+\) (Installing|Upgrading|Downgrading|Replacing|Reinstalling|Purging|Updating pinning|\[APK unavailable, skipped\] Reinstalling) (\S+) \(([^)]*)\)`)
+})
 
 // ApkChange is one line of apk's transaction output.
 type ApkChange struct {
@@ -271,7 +276,7 @@ func ParseApkChanges(r io.Reader) ([]ApkChange, error) {
 	var out []ApkChange
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		m := apkChange.FindStringSubmatch(sc.Text())
+		m := apkChange().FindStringSubmatch(sc.Text())
 		if m == nil {
 			continue
 		}
@@ -446,7 +451,7 @@ func (a *Apk) Job(req Request, plan *Plan) (*Job, error) {
 }
 
 // apkStep matches the counter of apk's transaction lines.
-var apkStep = regexp.MustCompile(`^\(\s*(\d+)/(\d+)\) `)
+var apkStep = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\(\s*(\d+)/(\d+)\) `) })
 
 // apkProgress turns apk's "(3/12) Installing foo (1.0-r1)" lines into
 // progress events.
@@ -455,7 +460,7 @@ func apkProgress() func(Stream, string) []Event {
 		if s != StreamStdout {
 			return nil
 		}
-		m := apkStep.FindStringSubmatch(line)
+		m := apkStep().FindStringSubmatch(line)
 		if m == nil {
 			return nil
 		}
