@@ -6,12 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/ovpkg/ovpkg/internal/atomicfile"
+	"github.com/ovpkg/ovpkg/internal/trustpath"
 )
 
 // DefaultPath is where the seed tools keep their configuration.
@@ -125,20 +126,65 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Load reads path. A missing file is returned as an empty File together
-// with an error that satisfies errors.Is(err, fs.ErrNotExist), so that
-// writers (mkoverlay) can go on and readers (ovmount) can refuse.
+// MaxSize bounds the configuration file (a few hundred bytes in use).
+const MaxSize = 1 << 20
+
+// Load reads path after checking that nobody but root could have written
+// it (see CheckTrusted): every verb reads its config through Load, so no
+// verb acts on a file a user could have planted or edited. A missing file
+// (in trusted directories) is returned as an empty File together with an
+// error that satisfies errors.Is(err, fs.ErrNotExist), so that writers
+// (mkoverlay) can go on and readers use the defaults. The file is opened
+// with O_NOFOLLOW and checked on the open descriptor, so nothing can be
+// swapped in between the check and the read.
 func Load(path string) (*File, error) {
 	f := &File{Path: path}
-	data, err := os.ReadFile(path)
+	if !filepath.IsAbs(path) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return f, &Error{Path: path, Msg: "cannot resolve the path", Err: err}
+		}
+		path, f.Path = abs, abs
+	}
+	data, err := trustpath.ReadFile(path, MaxSize)
 	if err != nil {
-		return f, &Error{Path: path, Msg: "cannot read", Err: err}
+		return f, trustError(path, err)
 	}
 	if err := f.parse(bytes.NewReader(data)); err != nil {
 		return f, err
 	}
 	return f, nil
 }
+
+// trustError turns a trustpath refusal into a config Error that says
+// what to do.
+func trustError(path string, err error) error {
+	var te *trustpath.Error
+	if !errors.As(err, &te) {
+		return &Error{Path: path, Msg: "cannot read", Err: err}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Error{Path: path, Msg: "cannot read (run mkoverlay first, or name the file with --config)", Err: te.Err}
+	}
+	if te.At == path || te.At == "" {
+		msg := te.Msg
+		if strings.Contains(msg, "symbolic link") {
+			msg = "is a symbolic link; ovpkg trusts only a regular root-owned file (replace the link with the file itself)"
+		}
+		if te.Err == trustpath.ErrUntrusted {
+			return &Error{Path: path, Msg: msg, Err: ErrUntrusted}
+		}
+		return &Error{Path: path, Msg: msg, Err: te.Err}
+	}
+	if te.Err == trustpath.ErrUntrusted {
+		return &Error{Path: path, Msg: te.Error(), Err: ErrUntrusted}
+	}
+	return &Error{Path: path, Msg: "cannot read", Err: err}
+}
+
+// ErrUntrusted is wrapped by every refusal of a config someone other than
+// root could have written.
+var ErrUntrusted = errors.New("not trusted")
 
 // Parse reads a configuration from r; path is used in messages only.
 func Parse(path string, r io.Reader) (*File, error) {
@@ -331,6 +377,9 @@ func (f *File) Bytes() []byte {
 // than replaced.
 func (f *File) Save() error {
 	mode := os.FileMode(0o644)
+	if _, err := trustpath.Dir(filepath.Dir(f.Path)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return trustError(f.Path, err)
+	}
 	if st, err := os.Lstat(f.Path); err == nil {
 		if st.Mode()&os.ModeSymlink != 0 {
 			return &Error{Path: f.Path, Msg: "is a symbolic link; refusing to replace it (point --config at the real file)"}
@@ -347,25 +396,15 @@ func (f *File) Save() error {
 }
 
 // CheckTrusted refuses a file that someone other than root could have
-// written: it must be a regular file (not a symlink), owned by uid 0, and
-// not writable by group or others. ovmount calls it before mounting
-// anything, since the file decides what is mounted over /etc and /usr.
+// written: it must be a regular file (not a symlink), owned by uid 0 (or
+// the user running the command), and not writable by group or others, in
+// directories (from / down) that only root can change (owned by root,
+// not group/world-writable unless sticky; symbolic links on the way owned
+// by root). Load does the same checks on the descriptor it reads.
 func CheckTrusted(path string) error {
-	st, err := os.Lstat(path)
+	f, err := trustpath.Open(path, os.O_RDONLY, 0)
 	if err != nil {
-		return &Error{Path: path, Msg: "cannot read (run mkoverlay first, or name the file with --config)", Err: err}
+		return trustError(path, err)
 	}
-	if st.Mode()&os.ModeSymlink != 0 {
-		return &Error{Path: path, Msg: "is a symbolic link; ovmount trusts only a regular root-owned file (replace the link with the file itself)"}
-	}
-	if !st.Mode().IsRegular() {
-		return &Error{Path: path, Msg: "is not a regular file"}
-	}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok && sys.Uid != 0 {
-		return &Error{Path: path, Msg: fmt.Sprintf("is owned by uid %d, not root (run: chown root:root %s)", sys.Uid, path)}
-	}
-	if st.Mode().Perm()&0o022 != 0 {
-		return &Error{Path: path, Msg: fmt.Sprintf("is writable by group or others (mode %04o; run: chmod go-w %s)", st.Mode().Perm(), path)}
-	}
-	return nil
+	return f.Close()
 }

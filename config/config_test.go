@@ -205,3 +205,46 @@ func TestArchiveKeys(t *testing.T) {
 		t.Errorf("relative: %v", err)
 	}
 }
+
+// Every verb reads the config through Load: a file or directory anyone
+// but root could change is refused there, whatever the verb.
+func TestLoadRefusesUntrusted(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make files of other owners")
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "c.conf")
+	os.WriteFile(p, []byte("RUN_DIR=/tmp/x\n"), 0o644)
+	if _, err := Load(p); err != nil {
+		t.Fatalf("trusted file: %v", err)
+	}
+	check := func(what, sub string) {
+		t.Helper()
+		_, err := Load(p)
+		if !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), sub) {
+			t.Errorf("%s: Load = %v, want a refusal with %q", what, err, sub)
+		}
+	}
+	os.Chown(p, 1000, 1000)
+	check("user-owned file", "uid 1000")
+	os.Chown(p, 0, 0)
+	os.Chmod(p, 0o664)
+	check("group-writable file", "chmod go-w")
+	os.Chmod(p, 0o644)
+	os.Chmod(dir, 0o777)
+	check("world-writable directory", "directory writable by group or others")
+	os.Chmod(dir, 0o700)
+	os.Chown(dir, 1000, 1000)
+	check("user-owned directory", "directory owned by uid 1000")
+	g := &File{Path: filepath.Join(dir, "new.conf")}
+	g.Set("A", "1")
+	if err := g.Save(); !errors.Is(err, ErrUntrusted) {
+		t.Errorf("Save into a user-owned directory: %v", err)
+	}
+	os.Chown(dir, 0, 0)
+	l := filepath.Join(dir, "l.conf")
+	os.Symlink(p, l)
+	if _, err := Load(l); !errors.Is(err, ErrUntrusted) || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("symlinked config: %v", err)
+	}
+}
