@@ -11,16 +11,25 @@ func ejectCommand() *cli.Command {
 		Name:      "eject",
 		Usage:     "unmount everything and detach the card so it can be removed",
 		UsageText: "eject [--config FILE] [--root DIR] [--json]   (also: ovpkg eject)",
-		Description: `Unmounts the overlays (newest first), flushes the card filesystem (syncfs; an error is
-reported and the card is then NOT declared safe), unmounts the card, confirms the loop device
-is gone, and only then prints "card is safe to remove".
+		Description: `Flushes the card filesystem (syncfs) while everything is still mounted, unmounts the overlays
+(newest first), flushes again, unmounts the card, confirms the loop device is gone, and only
+then prints "card is safe to remove".
 
 While any process holds a file, working directory, root or mapping on an overlay or on the
-card, eject refuses, names each one (PID, command, path) and leaves everything mounted and
-intact. It never falls back to a lazy unmount. When eject itself lives under an overlaid
-directory such as /usr/bin it re-executes from an in-memory copy so it does not pin /usr.
+card, eject refuses and leaves everything mounted and intact: one line per process says what
+it holds (PID, command: cwd, exe, root, open files, mappings, with counts). It never falls
+back to a lazy unmount. When eject itself lives under an overlaid directory such as /usr/bin
+it re-executes from an in-memory copy so it does not pin /usr.
 
-Exit status: 0 safe to remove, 1 failure or busy, 2 usage.`,
+When the flush fails (writeback to the image failed, for example because the filesystem the
+image lives on is full), eject names the files that were not written and unmounts nothing:
+they still read correctly until the card is unmounted. The failure is remembered: the next
+eject unmounts and detaches the card, marks it for checking (its superblock's errors bit) and
+still says it is NOT safe, and so does every eject until the next ovmount has checked the
+card with e2fsck. With --json a refusal is printed as JSON too (safe_to_remove false, the
+holding processes or the failed flush).
+
+Exit status: 0 safe to remove, 1 failure, busy or not completely written, 2 usage.`,
 		Flags:  []cli.Flag{configFlag, rootFlag, jsonFlag},
 		Action: ejectAction,
 	}
@@ -32,7 +41,7 @@ func ejectAction(c *cli.Context) error {
 	}
 	rec, err := mountset.Eject(mountsetOptions(c))
 	if err != nil {
-		return err
+		return mountRefusal(c, c.App.Name, err)
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, struct {

@@ -15,8 +15,8 @@ func uovmountCommand() *cli.Command {
 		Description: `Unmounts the overlays ovmount recorded in RUN_DIR/mounts.json, newest first. The card
 stays mounted on MOUNTPOINT and attached; ovmount stacks the overlays again, eject removes it.
 
-Refuses, naming each process (PID, command, path) and unmounting nothing, while a process
-holds a file, working directory or mapping on an overlay. If the running uovmount itself lives
+Refuses, unmounting nothing, while a process holds a file, working directory or mapping on an
+overlay: one line per process says what it holds (with --json: as JSON on stdout). If the running uovmount itself lives
 under an overlaid directory it re-executes from memory first.
 
 Exit status: 0 unmounted, 1 failure or busy (everything left as it was), 2 usage.`,
@@ -31,7 +31,7 @@ func uovmountAction(c *cli.Context) error {
 	}
 	rec, err := mountset.Down(mountsetOptions(c))
 	if err != nil {
-		return err
+		return mountRefusal(c, c.App.Name, err)
 	}
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, rec)

@@ -218,6 +218,23 @@ func Attach(backing string, opt Options) (*Device, error) {
 	}
 	// The loop device takes its own reference to the file.
 	defer bf.Close()
+	return attachFile(bf, backing, opt)
+}
+
+// AttachFile is Attach of a file the caller has open (read-write, or
+// read-only for ReadOnly): the device is bound to exactly that file,
+// whatever its path names meanwhile (ovmount attaches the image it
+// locked and checked). f stays the caller's to close; the device holds
+// its own reference.
+func AttachFile(f *os.File, opt Options) (*Device, error) {
+	if opt.Offset < 0 || opt.SizeLimit < 0 {
+		return nil, &Error{Op: "attach", Backing: f.Name(),
+			Err: fmt.Errorf("%w: negative offset or size limit", unix.EINVAL)}
+	}
+	return attachFile(f, f.Name(), opt)
+}
+
+func attachFile(bf *os.File, backing string, opt Options) (*Device, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(int(bf.Fd()), &st); err != nil {
 		return nil, &Error{Op: "stat backing", Backing: backing, Err: err}
@@ -641,15 +658,37 @@ func Lookup(backing string) ([]Device, error) {
 	if err := unix.Stat(backing, &st); err != nil {
 		return nil, &Error{Op: "lookup", Backing: backing, Err: err}
 	}
+	return LookupID(uint64(st.Dev), uint64(st.Ino))
+}
+
+// LookupID returns the bound devices whose backing file has st_dev dev
+// and st_ino ino. Loop devices are global: this sees those of every
+// mount namespace.
+func LookupID(dev, ino uint64) ([]Device, error) {
 	all, err := List()
 	if err != nil {
 		return nil, err
 	}
 	var out []Device
 	for _, d := range all {
-		if d.Dev == uint64(st.Dev) && d.Ino == uint64(st.Ino) {
+		if d.Dev == dev && d.Ino == ino {
 			out = append(out, d)
 		}
 	}
 	return out, nil
+}
+
+// Status describes the device at path (/dev/loopN) when it is bound;
+// an error satisfying errors.Is(err, unix.ENXIO) when it is not.
+func Status(path string) (*Device, error) {
+	name := filepath.Base(path)
+	rest, ok := strings.CutPrefix(name, "loop")
+	n, err := strconv.Atoi(rest)
+	if !ok || err != nil || filepath.Dir(path) != devDir {
+		return nil, &Error{Op: "status", Device: path, Err: fmt.Errorf("%w: not a loop device", unix.EINVAL)}
+	}
+	if _, err := os.Stat(filepath.Join(sysBlock, name, "loop")); errors.Is(err, os.ErrNotExist) {
+		return nil, &Error{Op: "status", Device: path, Err: unix.ENXIO}
+	}
+	return status(n)
 }

@@ -1,6 +1,7 @@
 package mountset
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -91,6 +92,15 @@ func scanMountIDs(procDir string, ids map[uint64]bool) map[uint64][]busy.Holder 
 type Lingering struct {
 	DetachedOverlay
 	Holders []busy.Holder `json:"holders"`
+}
+
+// MarshalJSON writes the holders one entry per process (busy.Process),
+// not one per mapped file.
+func (l Lingering) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		DetachedOverlay
+		Holders []busy.Process `json:"holders"`
+	}{l.DetachedOverlay, busy.Summarize(l.Holders)})
 }
 
 // String says it plainly: "the old overlay of /usr stays in use by PID

@@ -50,7 +50,8 @@ func TestLingeringString(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 	err := lingeringError([]Lingering{one})
-	if !strings.Contains(err.Error(), "the old overlay of /usr (detached by a restack while in use; it keeps the card busy) is in use: PID 12 (bash) exe") ||
+	if !strings.Contains(err.Error(), "the old overlay of /usr (detached by a restack while in use; it keeps the card busy) is in use by 1 process;") ||
+		!strings.HasSuffix(err.Error(), ": PID 12 (bash): exe, mapping") ||
 		!strings.Contains(err.Error(), "nothing was unmounted") {
 		t.Fatalf("eject's refusal: %v", err)
 	}

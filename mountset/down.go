@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/busy"
+	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/internal/selfexec"
 	"github.com/ovpkg/ovpkg/loop"
 	"github.com/ovpkg/ovpkg/mount"
@@ -21,20 +22,34 @@ import (
 const ReexecMarker = "OVPKG_REEXECUTED"
 
 // BusyError lists the processes that hold the mounts eject or uovmount
-// would remove.
+// would remove. Its message has one part per process (busy.Summarize);
+// the commands print Header and then Lines, one line each.
 type BusyError struct {
-	What    string // "the overlays", "the card"
+	What    string // "the overlays are", "the card is"
 	Holders []busy.Holder
 }
 
 func (e *BusyError) Error() string {
-	var hs []string
-	for _, h := range e.Holders {
-		hs = append(hs, h.String())
-	}
-	return fmt.Sprintf("%s %s: %s; nothing was unmounted (stop them, or leave that directory, and try again)",
-		e.What, ErrBusy, strings.Join(hs, ", "))
+	return e.Header() + ": " + strings.Join(e.Lines(), "; ")
 }
+
+// Header is the refusal without the processes: "the card is in use by 2
+// processes; nothing was unmounted (...)".
+func (e *BusyError) Header() string {
+	n := len(pids(e.Holders))
+	who := "1 process"
+	if n != 1 {
+		who = fmt.Sprintf("%d processes", n)
+	}
+	return fmt.Sprintf("%s %s by %s; nothing was unmounted (stop them, or leave those directories, and try again)", e.What, ErrBusy, who)
+}
+
+// Lines is one line per holding process: "PID 1234 (sleep): cwd
+// /usr/local, 16 mappings under /usr/lib".
+func (e *BusyError) Lines() []string { return busy.Lines(e.Holders) }
+
+// Processes is the holders grouped by process (for --json).
+func (e *BusyError) Processes() []busy.Process { return busy.Summarize(e.Holders) }
 
 func (e *BusyError) Unwrap() error { return ErrBusy }
 
@@ -133,7 +148,7 @@ func leaveMounts(devs []uint64, targets []string) error {
 
 // preflight reads the record without the lock, for the re-exec decision.
 func preflight(opt Options) (*env, *Record, mount.Table, error) {
-	e, err := loadEnv(opt, false)
+	e, err := loadEnv(opt)
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -153,16 +168,19 @@ func preflight(opt Options) (*env, *Record, mount.Table, error) {
 
 // lockedState takes the ovpkg lock and reads the record and the mount
 // table again under it (another command may have changed them since
-// preflight). A record whose mounts are all gone is removed and reported
-// as ErrNotMounted. On success the caller must call unlock.
+// preflight). A record whose mounts are all gone here is left alone when
+// its loop device still backs its image (ErrElsewhere: another mount
+// namespace mounted it), kept when it remembers a failed flush (a
+// *FlushError with Gone set), and otherwise removed and reported as
+// ErrNotMounted. On success the caller must call unlock.
 func lockedState(e *env) (unlock func(), rec *Record, tab mount.Table, up []overlay.Mount, err error) {
-	unlock, err = lockDir(e.runDir)
+	release, err := lockDir(e.runDir)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
 	defer func() {
 		if err != nil {
-			unlock()
+			release()
 		}
 	}()
 	if rec, err = readRecord(e.runDir); err != nil {
@@ -176,10 +194,24 @@ func lockedState(e *env) (unlock func(), rec *Record, tab mount.Table, up []over
 	}
 	up = rec.state(tab)
 	if rec.State == StateGone {
-		removeRecord(e.runDir)
+		if err := rec.elsewhere(e.runDir); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if rec.FlushFailed != nil {
+			return nil, nil, nil, nil, rec.flushError(true, false)
+		}
+		if err := removeRecord(e.runDir); err != nil {
+			return nil, nil, nil, nil, err
+		}
 		return nil, nil, nil, nil, fmt.Errorf("%w (the record in %s named %s, but it is no longer mounted)", ErrNotMounted, e.runDir, rec.Image)
 	}
-	return unlock, rec, tab, up, nil
+	return release, rec, tab, up, nil
+}
+
+// flushError is the report of r's failed flush.
+func (r *Record) flushError(gone, unmounted bool) *FlushError {
+	return &FlushError{Image: r.Image, Failure: *r.FlushFailed, CardMount: r.CardMount, Gone: gone, Unmounted: unmounted,
+		FsckHint: fmt.Sprintf("or by hand: e2fsck -f '%s?offset=%d'", r.Image, r.Offset)}
 }
 
 func targets(rec *Record) []string {
@@ -237,6 +269,14 @@ func Down(opt Options) (*Record, error) {
 // on an overlay or on the card, it refuses, naming each one, and leaves
 // everything mounted; so it does while an old overlay that a restack
 // detached is still held (Record.Detached). It never unmounts lazily.
+//
+// The card is flushed before anything is unmounted: when that fails
+// (writeback to the image failed, e.g. its host filesystem is full),
+// eject names the files that were not written, remembers the failure in
+// the record and changes nothing, so they can still be read and copied.
+// An eject after that unmounts and detaches the card, marks it for
+// checking (the superblock's "errors" bit) and still says it is NOT
+// safe; so does every eject until the next ovmount has checked it.
 func Eject(opt Options) (*Record, error) {
 	e, rec, tab, err := preflight(opt)
 	if err != nil {
@@ -261,11 +301,22 @@ func Eject(opt Options) (*Record, error) {
 		return nil, lingeringError(still)
 	}
 	ts := targets(&Record{Overlays: up})
-	if c := tab.Lookup(rec.CardMount); c != nil && c.Source == rec.Loop {
+	cardMnt := tab.Lookup(rec.CardMount)
+	cardUp := cardMnt != nil && cardMnt.Source == rec.Loop
+	if cardUp {
 		ts = append(ts, rec.CardMount)
 	}
 	if err := checkBusy(opt, ts, rec.devices(tab), "the card is"); err != nil {
 		return nil, err
+	}
+	// Flush first, with everything still mounted. After a failure an
+	// earlier eject reported, eject goes on: the user was told what was
+	// lost and wants the card out.
+	reported := rec.FlushFailed != nil
+	if cardUp {
+		if err := flushCard(e.runDir, rec); err != nil && !reported {
+			return nil, err
+		}
 	}
 	if err := overlay.Unstack(up); err != nil {
 		return nil, err
@@ -273,10 +324,15 @@ func Eject(opt Options) (*Record, error) {
 	for i := len(up) - 1; i >= 0; i-- {
 		printf(opt, "unmounted %s\n", up[i].Target)
 	}
-	cardMnt := tab.Lookup(rec.CardMount)
-	if cardMnt != nil && cardMnt.Source == rec.Loop {
-		if err := syncCard(rec.CardMount); err != nil {
-			return nil, fmt.Errorf("flushing the card failed, so it is NOT safe to remove (the overlays are unmounted, the card stays mounted on %s): %w", rec.CardMount, err)
+	if cardUp {
+		// Unmounting the overlays may have written (their work
+		// directories): flush again.
+		if err := flushCard(e.runDir, rec); err != nil && !reported {
+			var fe *FlushError
+			if errors.As(err, &fe) {
+				return nil, fmt.Errorf("%w (the overlays are unmounted, the card stays mounted on %s)", err, rec.CardMount)
+			}
+			return nil, err
 		}
 		if err := mount.Unmount(rec.CardMount, 0); err != nil {
 			return nil, fmt.Errorf("the overlays are unmounted but the card is not: %w", err)
@@ -285,14 +341,10 @@ func Eject(opt Options) (*Record, error) {
 	}
 	// The device was attached with autoclear: the kernel detaches it when
 	// the card mount goes. Confirm, and clear it ourselves if it lingers
-	// (only if it still has our image).
+	// (Device.Detach clears it only while it still backs our image).
 	d := &loop.Device{Path: rec.Loop}
-	if ds, err := loop.Lookup(rec.Image); err == nil {
-		for _, x := range ds {
-			if x.Path == rec.Loop {
-				d = &x
-			}
-		}
+	if x, err := loop.Status(rec.Loop); err == nil && rec.backs(x) {
+		d = x
 	}
 	if d.Backing != "" {
 		if err := loop.WaitDetached(d, detachTimeout); err != nil {
@@ -304,12 +356,65 @@ func Eject(opt Options) (*Record, error) {
 			}
 		}
 	}
+	if rec.FlushFailed != nil {
+		// Not safe, ever, until checked: mark the card itself, keep the
+		// record (it names what was lost), and say it again.
+		if err := markImage(rec); err != nil {
+			return nil, fmt.Errorf("%w; %v (the record %s still remembers it; the next ovmount marks and checks the card)", rec.flushError(false, true), err, recordPath(e.runDir))
+		}
+		rec.FlushFailed.Marked = true
+		if err := writeRecord(e.runDir, rec); err != nil {
+			return nil, fmt.Errorf("%w; %v", rec.flushError(false, true), err)
+		}
+		return nil, rec.flushError(false, true)
+	}
 	if err := removeRecord(e.runDir); err != nil {
 		return nil, err
 	}
 	rec.State = StateGone
 	printf(opt, "card is safe to remove\n")
 	return rec, nil
+}
+
+// backs reports whether loop device d is bound to r's image.
+func (r *Record) backs(d *loop.Device) bool {
+	if r.ImageDev != 0 || r.ImageIno != 0 {
+		return d.Dev == r.ImageDev && d.Ino == r.ImageIno
+	}
+	var st unix.Stat_t
+	return unix.Stat(r.Image, &st) == nil && d.Dev == uint64(st.Dev) && d.Ino == uint64(st.Ino)
+}
+
+// flushCard flushes the card filesystem (syncfs). A failure is recorded
+// (noteFlushFailure: which files lost writes) and returned as a
+// *FlushError; so is an earlier failure that is still remembered, when
+// nothing is unmounted yet.
+func flushCard(runDir string, rec *Record) error {
+	err := syncCard(rec.CardMount)
+	if err == nil {
+		err = faults.Fail("eject-flush")
+	}
+	if err != nil {
+		if nerr := noteFlushFailure(runDir, rec, err); nerr != nil {
+			return fmt.Errorf("flushing the card failed, so it is NOT safe to remove (%v), and recording that failed too: %w", err, nerr)
+		}
+		return rec.flushError(false, false)
+	}
+	return nil
+}
+
+// markImage marks r's card (unmounted now) for checking, holding the
+// image's lock meanwhile.
+func markImage(r *Record) error {
+	l, err := waitImageLock(r.Image)
+	if err != nil {
+		return fmt.Errorf("marking the card for checking: %w", err)
+	}
+	defer l.release()
+	if (r.ImageDev != 0 || r.ImageIno != 0) && (l.dev != r.ImageDev || l.ino != r.ImageIno) {
+		return fmt.Errorf("marking the card for checking: %s is no longer the file that was mounted", r.Image)
+	}
+	return markUnflushed(l.f, r.Offset)
 }
 
 // syncCard flushes the card filesystem (syncfs) and reports its error.

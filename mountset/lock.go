@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovpkg/ovpkg/internal/trustpath"
 )
 
 // held is this process's lock, shared by nested Lock calls (ovpkg install
@@ -53,28 +55,39 @@ func Lock(opt Options) (unlock func(), err error) {
 	return lockDir(runDir)
 }
 
+// holderSize is the fixed size of the "PID command" line the lock holder
+// writes at the start of the lock file: written in place, padded with
+// spaces, so the file is never truncated.
+const holderSize = 256
+
+// lockDir takes the lock in the checked RUN_DIR runDir. The lock file is
+// opened with O_NOFOLLOW and O_CLOEXEC (a planted symbolic link is
+// refused, not followed), must be a root-owned regular file with one
+// link, and is never truncated: the holder's line is written in place.
 func lockDir(runDir string) (func(), error) {
-	path := filepath.Join(runDir, LockName)
+	dir, err := checkRunDir(runDir, true)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, LockName)
 	heldMu.Lock()
 	defer heldMu.Unlock()
 	if h, ok := held[path]; ok {
 		h.count++
 		return unlocker(path), nil
 	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return nil, fmt.Errorf("creating %s: %w", runDir, err)
-	}
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+	f, err := trustpath.OpenIn(dir, LockName, unix.O_RDWR|unix.O_CREAT, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("opening the lock %s: %w", path, err)
+		return nil, fmt.Errorf("opening the lock %s: %w", filepath.Join(runDir, LockName), err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		defer f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
-			le := &LockError{Path: path}
-			b := make([]byte, 512)
+			le := &LockError{Path: filepath.Join(runDir, LockName)}
+			b := make([]byte, holderSize)
 			n, _ := f.ReadAt(b, 0)
-			pidS, cmd, _ := strings.Cut(strings.TrimSpace(string(b[:n])), " ")
+			line, _, _ := strings.Cut(string(b[:n]), "\n")
+			pidS, cmd, _ := strings.Cut(strings.TrimSpace(line), " ")
 			if pid, err := strconv.Atoi(pidS); err == nil && pid > 0 {
 				le.PID = pid
 				if live := procCommand(pid); live != "" {
@@ -86,9 +99,12 @@ func lockDir(runDir string) (func(), error) {
 		}
 		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
-	// Say who holds it: "PID command line".
-	f.Truncate(0)
-	f.WriteAt([]byte(fmt.Sprintf("%d %s\n", os.Getpid(), ownCommand())), 0)
+	// Say who holds it: "PID command line", in place.
+	line := fmt.Sprintf("%d %s", os.Getpid(), ownCommand())
+	if len(line) > holderSize-1 {
+		line = line[:holderSize-1]
+	}
+	f.WriteAt([]byte(line+strings.Repeat(" ", holderSize-1-len(line))+"\n"), 0)
 	held[path] = &heldLock{f: f, count: 1}
 	return unlocker(path), nil
 }

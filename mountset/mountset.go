@@ -1,7 +1,6 @@
 package mountset
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/config"
-	"github.com/ovpkg/ovpkg/internal/atomicfile"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
 )
@@ -111,6 +109,19 @@ type Record struct {
 	Overlays  []overlay.Mount `json:"overlays"`
 	MountedAt time.Time       `json:"mounted_at"`
 	PID       int             `json:"pid"` // the ovmount that mounted it
+	// MountNS is the mount namespace the card was mounted in (the inode
+	// of /proc/PID/ns/mnt), ImageDev and ImageIno the image file's st_dev
+	// and st_ino: another namespace that shares RUN_DIR sees the record,
+	// not the mounts, and must leave both alone while the loop device
+	// still backs the image.
+	MountNS  uint64 `json:"mount_ns,omitempty"`
+	ImageDev uint64 `json:"image_dev,omitempty"`
+	ImageIno uint64 `json:"image_ino,omitempty"`
+
+	// FlushFailed is set when flushing the card failed (eject's syncfs):
+	// what was not written. It stays until a check of the card (e2fsck
+	// by the next ovmount) shows it consistent; every eject repeats it.
+	FlushFailed *FlushFailure `json:"flush_failed,omitempty"`
 
 	// Detached are old overlays a restack detached (umount2 MNT_DETACH)
 	// while processes held them; they keep the card busy until those
@@ -123,6 +134,9 @@ type Record struct {
 	State string `json:"state,omitempty"`
 	// AlreadyMounted is set by Up when it changed nothing.
 	AlreadyMounted bool `json:"already_mounted,omitempty"`
+	// Warnings are what Up warned about (the image's host filesystem
+	// too small for what the card may still write); not stored.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 const recordVersion = 1
@@ -155,22 +169,22 @@ type env struct {
 	runDir     string
 	dirsValue  string
 	root       string
+	cfgErr     error // why the config could not be read (missing), nil when it was
 }
 
-// loadEnv reads the config. With trusted set it first refuses a file that
-// anyone but root could have written (ovmount reads it before mounting
-// over /etc).
-func loadEnv(opt Options, trusted bool) (*env, error) {
+// loadEnv reads the config through config.Load, which refuses a file (or
+// a directory above it) that anyone but root could have changed: every
+// command that reads the config, RUN_DIR or the mount record comes
+// through here, so none can skip the check. A missing config leaves the
+// defaults (cfgErr says why); Up refuses then.
+func loadEnv(opt Options) (*env, error) {
 	e := &env{cfgPath: config.Resolve(opt.ConfigPath), root: opt.root()}
-	if trusted {
-		if err := config.CheckTrusted(e.cfgPath); err != nil {
-			return nil, err
-		}
-	}
 	cfg, err := config.Load(e.cfgPath)
-	if err != nil && (trusted || !errors.Is(err, fs.ErrNotExist)) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
+	e.cfgErr = err
+	e.cfgPath = cfg.Path
 	e.cfg = cfg
 	get := func(k, def string) string {
 		if v, ok := cfg.Get(k); ok && strings.TrimSpace(v) != "" {
@@ -205,10 +219,10 @@ func loadEnv(opt Options, trusted bool) (*env, error) {
 	return e, nil
 }
 
-// RunDir returns the RUN_DIR the options' config names (default
-// /run/ovpkg), without checking the config's trust.
+// RunDir returns the RUN_DIR the options' (trusted) config names
+// (default /run/ovpkg).
 func RunDir(opt Options) (string, error) {
-	e, err := loadEnv(opt, false)
+	e, err := loadEnv(opt)
 	if err != nil {
 		return "", err
 	}
@@ -285,58 +299,6 @@ func OverlayDirs(value, root, mountPoint string) ([]string, error) {
 	return out, nil
 }
 
-// recordPath is RUN_DIR/mounts.json.
-func recordPath(runDir string) string { return filepath.Join(runDir, RecordName) }
-
-// readRecord returns the record in runDir, or nil when there is none.
-func readRecord(runDir string) (*Record, error) {
-	b, err := os.ReadFile(recordPath(runDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading the mount record: %w", err)
-	}
-	var r Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("mount record %s is damaged (%v); check mountinfo and remove it by hand", recordPath(runDir), err)
-	}
-	if r.Version > recordVersion {
-		return nil, fmt.Errorf("mount record %s was written by a newer ovpkg (version %d)", recordPath(runDir), r.Version)
-	}
-	return &r, nil
-}
-
-// writeRecord replaces the record atomically.
-func writeRecord(runDir string, r *Record) error {
-	r.Version = recordVersion
-	cp := *r
-	cp.State, cp.AlreadyMounted = "", false
-	b, err := json.MarshalIndent(&cp, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(runDir, 0o755); err != nil {
-		return fmt.Errorf("writing the mount record: %w", err)
-	}
-	if err := atomicfile.Write(recordPath(runDir), append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("writing the mount record: %w", err)
-	}
-	return nil
-}
-
-// WriteRecord replaces the mount record in runDir (atomically) with r:
-// for txn, which restacks the overlays and must keep the record true.
-func WriteRecord(runDir string, r *Record) error { return writeRecord(runDir, r) }
-
-func removeRecord(runDir string) error {
-	err := os.Remove(recordPath(runDir))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
-}
-
 // state computes r.State from tab and returns the overlays of r that are
 // mounted now.
 func (r *Record) state(tab mount.Table) []overlay.Mount {
@@ -369,9 +331,11 @@ func isOurOverlay(tab mount.Table, m overlay.Mount) bool {
 }
 
 // Current returns the record of the card mounted now, with State filled
-// in; ErrNotMounted when nothing is (a stale record is ignored).
+// in; ErrNotMounted when nothing is (a stale record is ignored), an
+// ErrElsewhere error when the record's card is mounted in another mount
+// namespace that shares RUN_DIR.
 func Current(opt Options) (*Record, error) {
-	e, err := loadEnv(opt, false)
+	e, err := loadEnv(opt)
 	if err != nil {
 		return nil, err
 	}
@@ -388,6 +352,9 @@ func Current(opt Options) (*Record, error) {
 	}
 	r.state(tab)
 	if r.State == StateGone {
+		if err := r.elsewhere(e.runDir); err != nil {
+			return nil, err
+		}
 		return nil, ErrNotMounted
 	}
 	return r, nil

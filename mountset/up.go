@@ -15,6 +15,7 @@ import (
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/image"
 	"github.com/ovpkg/ovpkg/internal/faults"
+	"github.com/ovpkg/ovpkg/internal/undo"
 	"github.com/ovpkg/ovpkg/loop"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
@@ -41,11 +42,16 @@ var beforeOverlay func(i int, m overlay.Mount) error
 // Up is ovmount: attach and mount the card and stack the overlays, all or
 // nothing. When the card is already mounted as recorded it changes
 // nothing and returns the record with AlreadyMounted set; after uovmount
-// (card still mounted) it stacks the overlays again.
+// (card still mounted) it stacks the overlays again. A card mounted by
+// another namespace, config or RUN_DIR is refused, and nothing of that
+// mount is touched (see onemount.go).
 func Up(opt Options) (*Record, error) {
-	e, err := loadEnv(opt, true)
+	e, err := loadEnv(opt)
 	if err != nil {
 		return nil, err
+	}
+	if e.cfgErr != nil {
+		return nil, e.cfgErr
 	}
 	if e.image == "" {
 		return nil, &config.Error{Path: e.cfgPath, Msg: config.KeyImage + " is not set (run mkoverlay, or add " + config.KeyImage + "=/path/to/card.img)"}
@@ -63,9 +69,16 @@ func Up(opt Options) (*Record, error) {
 	if err != nil {
 		return nil, err
 	}
+	var flushed *FlushFailure // an earlier eject's failed flush, still unchecked
 	if rec != nil {
 		up := rec.state(tab)
-		if rec.State != StateGone && (rec.Image != e.image || rec.Root != e.root) {
+		if rec.State == StateGone {
+			// Nothing of it is mounted here: stale, unless its loop
+			// device still backs its image (another namespace).
+			if err := rec.elsewhere(e.runDir); err != nil {
+				return nil, err
+			}
+		} else if rec.Image != e.image || rec.Root != e.root {
 			return nil, fmt.Errorf("another card is mounted (%s over %s, record %s); eject it first", rec.Image, rec.Root, recordPath(e.runDir))
 		}
 		switch rec.State {
@@ -76,17 +89,23 @@ func Up(opt Options) (*Record, error) {
 		case StateCardOnly, StatePartial:
 			return restack(opt, e, rec, tab, up)
 		case StateGone:
-			// The mounts went away without eject (umount by hand, or the
-			// record outlived them): start afresh.
-			if err := removeRecord(e.runDir); err != nil {
-				return nil, err
-			}
+			// The mounts went away without eject (umount by hand, a
+			// namespace that died, or eject after a failed flush): start
+			// afresh, checking the card first if a flush failed.
+			flushed = rec.FlushFailed
 		}
 	}
-	return upFresh(opt, e, tab)
+	return upFresh(opt, e, tab, rec, flushed)
 }
 
-func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
+// upFresh attaches and mounts the card and stacks the overlays. Every
+// step that changed something adds its undo to one list; on failure the
+// list runs newest first (overlays are all-or-nothing themselves, then
+// the card mount, then the loop device, through Device.Detach only) and
+// the mount record goes last, and only when everything before it was
+// undone, so that it keeps naming whatever is still mounted. stale is a
+// record whose mounts are gone (removed once the image lock is held).
+func upFresh(opt Options, e *env, tab mount.Table, stale *Record, flushed *FlushFailure) (_ *Record, retErr error) {
 	if m := tab.Lookup(e.mountPoint); m != nil {
 		return nil, fmt.Errorf("%s is already a mount point (%s %s), not one ovpkg recorded; unmount it or set %s", e.mountPoint, m.FSType, m.Source, config.KeyMountPoint)
 	}
@@ -98,10 +117,25 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		return nil, err
 	}
 
-	// An image someone else attached (and maybe mounted) is not ours to
-	// check, repair or mount a second time.
-	if ds, err := loop.Lookup(e.imagePath); err == nil && len(ds) > 0 {
-		return nil, fmt.Errorf("%s is already attached to %s but not mounted by ovpkg; if nothing uses it, detach it (losetup -d %s) and run ovmount again", e.image, ds[0].Path, ds[0].Path)
+	// One card, one mount: the image's own lock, held from the checks
+	// through attach and mount.
+	img, err := lockImage(e.imagePath)
+	if err != nil {
+		return nil, err
+	}
+	defer img.release()
+	// An image someone else attached (and maybe mounted, maybe in another
+	// mount namespace) is not ours to check, repair or mount a second time.
+	if ds, err := loop.LookupID(img.dev, img.ino); err == nil && len(ds) > 0 {
+		return nil, attachedError(e.image, ds)
+	}
+	if flushed != nil && !flushed.Marked {
+		// The eject that unmounted it could not flush it (and was stopped
+		// before it marked the card): make sure the card says so before
+		// it is checked (Inspect then asks for e2fsck).
+		if err := markUnflushed(img.f, stale.Offset); err != nil {
+			return nil, err
+		}
 	}
 	// Validate the image before any ioctl.
 	info, err := image.Inspect(e.imagePath)
@@ -112,6 +146,9 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		} else {
 			return nil, err
 		}
+	}
+	if err := img.samePath(e.imagePath); err != nil {
+		return nil, err
 	}
 	if e.uuid == "" && !opt.Trust {
 		return nil, fmt.Errorf("%w: %s has no %s, so %s (UUID %s) cannot be checked; mount it anyway with --trust, or re-record it with mkoverlay", ErrUnknownImg, e.cfgPath, config.KeyUUID, e.image, info.UUID)
@@ -128,36 +165,57 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 			return nil, err
 		}
 	}
+	// A stale record goes only now: one that remembers a failed flush
+	// stays until the check above has passed.
+	if stale != nil {
+		if err := removeRecord(e.runDir); err != nil {
+			return nil, err
+		}
+		if flushed != nil {
+			checked := "was checked: its filesystem is consistent"
+			if opt.Force {
+				checked = "was NOT checked (--force)"
+			}
+			printf(opt, "the card whose flush failed at %s %s; the %d file(s) that eject named were not written\n",
+				flushed.At.Local().Format("2006-01-02 15:04:05"), checked, len(flushed.Unwritten)+flushed.More)
+		}
+	}
+	warnings := hostSpaceWarnings(img.f, e.imagePath)
+	for _, w := range warnings {
+		printf(opt, "warning: %s\n", w)
+	}
 
+	var undo undo.List
+	defer func() {
+		if retErr != nil {
+			retErr = undoJoin(retErr, &undo)
+		}
+	}()
 	// Direct I/O keeps the image file out of the page cache: without it
 	// every block read through the card is cached twice (once as the card
 	// filesystem's, once as the image file's), which a 32 MB device feels.
 	// Best effort: the loop driver falls back where the host filesystem
-	// cannot do it.
-	dev, err := loop.Attach(e.imagePath, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true, DirectIO: true})
+	// cannot do it. The device is bound to the locked file itself.
+	dev, err := loop.AttachFile(img.f, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true, DirectIO: true})
 	if err != nil {
 		return nil, err
 	}
-	cardMounted := false
-	defer func() {
-		if retErr == nil {
-			return
+	undo.Add("releasing "+dev.Path, func() error { return releaseLoop(dev) })
+	if faults.Fail("attach-intruder") != nil {
+		// Test builds only: attach the image a second time, as losetup
+		// would, to exercise the check below.
+		if x, err := loop.Attach(e.imagePath, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize}); err == nil {
+			x.Close()
 		}
-		if err := removeRecord(e.runDir); err != nil {
-			retErr = fmt.Errorf("%w; undo: %v", retErr, err)
-		}
-		if cardMounted {
-			if err := mount.Unmount(e.mountPoint, 0); err != nil {
-				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
-			}
-		}
-		dev.Close()
-		if err := loop.WaitDetached(dev, detachTimeout); err != nil {
-			if derr := dev.Detach(); derr != nil {
-				retErr = fmt.Errorf("%w; undo: %v", retErr, err)
-			}
-		}
-	}()
+	}
+	// Something that does not take the image lock (losetup, an older
+	// ovpkg) may have attached it meanwhile: two writers of one ext2
+	// destroy it, so ours goes again.
+	if ds, err := loop.LookupID(img.dev, img.ino); err != nil {
+		return nil, err
+	} else if others := otherDevices(ds, dev.Path); len(others) > 0 {
+		return nil, fmt.Errorf("%w: %s was attached to %s as well while ovmount attached it; detached ours (%s), nothing was mounted", ErrImageInUse, e.image, attachedElsewhere(others), dev.Path)
+	}
 
 	if err := os.MkdirAll(e.mountPoint, 0o755); err != nil {
 		return nil, fmt.Errorf("creating mount point: %w", err)
@@ -177,10 +235,12 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 		Offset: info.PartStart, SizeLimit: info.PartSize,
 		CardMount: e.mountPoint, Root: e.root, Base: opt.Base, Dirs: dirs,
 		MountedAt: time.Now().UTC(), PID: os.Getpid(),
+		MountNS: ownMountNS(), ImageDev: img.dev, ImageIno: img.ino,
 	}
 	if err := writeRecord(e.runDir, rec); err != nil {
 		return nil, err
 	}
+	undo.AddUnlessFailed("removing the mount record "+recordPath(e.runDir), func() error { return removeRecord(e.runDir) })
 	err = mount.Mount(dev.Path, e.mountPoint, fstype, CardFlags, CardData)
 	if errors.Is(err, unix.ENODEV) && fstype != "ext4" {
 		// A kernel built with ext4 handling ext2 (CONFIG_EXT4_USE_FOR_EXT2
@@ -190,18 +250,63 @@ func upFresh(opt Options, e *env, tab mount.Table) (_ *Record, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	cardMounted = true
+	undo.Add("unmounting the card from "+e.mountPoint, func() error {
+		if err := faults.Fail("undo-card-unmount"); err != nil {
+			return err
+		}
+		return mount.Unmount(e.mountPoint, 0)
+	})
 	// From here the card mount keeps the autoclear device bound.
 	if err := dev.Close(); err != nil {
 		return nil, err
 	}
 	faults.Crash("card-mounted")
+	if err := faults.Fail("card-mounted"); err != nil {
+		return nil, err
+	}
 	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
 	if err := stackOnCard(opt, e, rec, nil); err != nil {
 		return nil, err
 	}
+	undo.Discard()
+	rec.Warnings = warnings
 	return rec, nil
 }
+
+// releaseLoop takes back an attach: through the handle Attach left open
+// when the card was never mounted (LOOP_CLR_FD on our own descriptor);
+// after the card mount (undone first) autoclear detaches it, which is
+// confirmed, and Device.Detach (which clears the device only while it
+// still backs our image) finishes a device that lingers.
+func releaseLoop(dev *loop.Device) error {
+	if dev.File != nil {
+		if err := dev.Detach(); err != nil {
+			return err
+		}
+		return loop.WaitDetached(dev, detachTimeout)
+	}
+	if err := loop.WaitDetached(dev, detachTimeout); err == nil {
+		return nil
+	}
+	if err := dev.Detach(); err != nil && !errors.Is(err, unix.ENXIO) {
+		return err
+	}
+	return loop.WaitDetached(dev, detachTimeout)
+}
+
+func otherDevices(ds []loop.Device, ours string) []loop.Device {
+	var out []loop.Device
+	for _, d := range ds {
+		if d.Path != ours {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// undoJoin runs the undo list and joins its failures into err; when the
+// undo failed the message says the record was kept.
+func undoJoin(err error, l *undo.List) error { return undo.Join(err, l) }
 
 // stackOnCard opens (or initialises) the layout on the mounted card,
 // stacks the overlays of rec.Dirs except those already up, and writes the

@@ -35,7 +35,7 @@ trap cleanup EXIT
 
 # A private /run/ovpkg (mount record and lock) so the host's is untouched.
 mkdir -p /run/ovpkg
-mount -t tmpfs -o mode=0755,size=4m ovpkg-demo /run/ovpkg
+mount -t tmpfs -o mode=0700,size=4m ovpkg-demo /run/ovpkg
 
 export OVPKG_CONFIG=$D/ovpkg.conf
 say "scratch directory $D; config $OVPKG_CONFIG"

@@ -490,9 +490,9 @@ consistentHeld; uppersOK
 # eject refuses, naming the holders, and leaves everything mounted
 if ovpkg eject $O > $D/out 2>&1; then echo "eject while held worked"; exit 1; fi
 cat $D/out
-for p in $pids; do [ $p = $pf ] || grep "PID $p (sleepy) exe $R/usr/bin/sleepy" >/dev/null $D/out; done
+for p in $pids; do [ $p = $pf ] || grep "PID $p (sleepy): exe $R/usr/bin/sleepy" >/dev/null $D/out; done
 grep -q "old overlay of $R/usr (detached by a restack" $D/out
-grep -q "PID $pf (sleep) fd 3 $R/usr/bin/a" $D/out
+grep -q "PID $pf (sleep): fd 3 $R/usr/bin/a" $D/out
 consistentHeld
 echo STEP-kill
 kill $pids; for p in $pids; do wait $p 2>/dev/null || true; done

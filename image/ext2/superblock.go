@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"math/bits"
 	"strings"
 )
@@ -251,4 +252,23 @@ func ParseSuperblock(b []byte) (*Superblock, error) {
 			s.Groups(), s.InodesPerGroup, s.InodesCount)
 	}
 	return s, nil
+}
+
+// MarkErrors sets the "errors detected" state bit in the raw superblock
+// b (1024 bytes, as read from the device), as the kernel does when it
+// finds damage, and updates the superblock checksum when the filesystem
+// has metadata_csum. e2fsck then checks the whole filesystem before
+// anything mounts it again (and clears the bit when it is consistent).
+func MarkErrors(b []byte) error {
+	if _, err := ParseSuperblock(b); err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	le.PutUint16(b[58:], le.Uint16(b[58:])|StateErrors)
+	if le.Uint32(b[76:]) >= 1 && le.Uint32(b[100:])&RoCompatMetadataCsum != 0 {
+		// s_checksum (offset 0x3FC) is crc32c(~0, superblock up to it),
+		// without the final inversion (e2fsprogs ext2fs_superblock_csum).
+		le.PutUint32(b[0x3FC:], ^crc32.Checksum(b[:0x3FC], crc32.MakeTable(crc32.Castagnoli)))
+	}
+	return nil
 }
