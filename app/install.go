@@ -37,7 +37,7 @@ adds --allow-untrusted).
 
 Exit status: 0 installed (or nothing to do), 1 failure (unknown package, corrupt file, no
 space, not confirmed, interrupted...), 2 usage.`,
-		Flags: pkgFlags(yesFlag, noSpaceCheckFlag),
+		Flags: pkgFlags(append([]cli.Flag{yesFlag}, testInstallFlags...)...),
 		Action: func(c *cli.Context) error {
 			args := c.Args().Slice()
 			if len(args) == 0 {

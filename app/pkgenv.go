@@ -24,11 +24,6 @@ var (
 		Aliases: []string{"y"},
 		Usage:   "do not ask for confirmation (needed when there is no terminal to ask on)",
 	}
-	noSpaceCheckFlag = &cli.BoolFlag{
-		Name:   "no-space-check",
-		Usage:  "skip the free-space check (tests inject ENOSPC with it)",
-		Hidden: true,
-	}
 )
 
 // pkgFlags are the flags every package verb takes.
@@ -46,7 +41,7 @@ func flowOptions(c *cli.Context) pkgflow.Options {
 		PM:           c.String("pm"),
 		Yes:          c.Bool("yes"),
 		Force:        c.Bool("force"),
-		NoSpaceCheck: c.Bool("no-space-check"),
+		NoSpaceCheck: skipSpaceCheck(c), // test builds only
 		Progress:     p,
 		Stdout:       p.Wrap(c.App.Writer),
 		Stderr:       p,

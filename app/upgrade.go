@@ -17,7 +17,7 @@ copied whole onto the card) and asks once, then runs the package manager in a tr
 install does.
 
 Exit status: 0 upgraded (or nothing to do), 1 failure or not confirmed, 2 usage.`,
-		Flags: pkgFlags(yesFlag, noSpaceCheckFlag),
+		Flags: pkgFlags(append([]cli.Flag{yesFlag}, testInstallFlags...)...),
 		Action: func(c *cli.Context) error {
 			if err := checkArgs("upgrade", c.Args().Slice()); err != nil {
 				return err

@@ -19,7 +19,7 @@ func layersSetup(dir string) string {
 D=%s
 mount -t tmpfs -o size=1500m scratch $D
 export OVPKG_CONFIG=$D/ovpkg.conf
-export OVPKG_LAYER_LIMIT=1000
+export OVPKG_TEST_LAYER_LIMIT=1000
 mkoverlay 512 $D/card.img >/dev/null
 echo "MOUNTPOINT=$D/card" >> $OVPKG_CONFIG
 echo "OVERLAY_DIRS=usr etc var" >> $OVPKG_CONFIG
@@ -166,7 +166,7 @@ func BenchmarkFlattenDedupe(b *testing.B) {
 // the bottom layer, L transaction layers and the empty working layer) over a base /usr of 3000 files,
 // then times `find $R/usr` with fresh overlays (uovmount + ovmount first,
 // so overlayfs's directory caches are cold; page cache warm), median of 5.
-// With limit set, the automatic squash runs (OVPKG_LAYER_LIMIT=limit).
+// With limit set, the automatic squash runs (OVPKG_TEST_LAYER_LIMIT=limit).
 func lookupScript(dir string, layers []int, limit int) string {
 	var b strings.Builder
 	b.WriteString(layersSetup(dir))
@@ -177,7 +177,7 @@ gen $R/usr/share/base 3000
 		fmt.Fprintf(&b, `
 rm -f $D/card.img; mkoverlay 512 $D/card.img >/dev/null
 echo "MOUNTPOINT=$D/card" >> $OVPKG_CONFIG; echo "OVERLAY_DIRS=usr etc var" >> $OVPKG_CONFIG
-export OVPKG_LAYER_LIMIT=%[2]d
+export OVPKG_TEST_LAYER_LIMIT=%[2]d
 ovmount $O >/dev/null
 for i in $(seq 1 %[1]d); do
 	ovpkg __txn-test $O --exec "mkdir -p $R/usr/share/l$i; for j in \$(seq 0 20); do echo \$j > $R/usr/share/l$i/f\$j; done; for j in 1 2 3; do echo $i > $R/usr/share/base/d0\$j/s1/l$i; done" l$i 2>/dev/null

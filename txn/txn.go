@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/mountset"
@@ -24,10 +25,10 @@ const DefaultLayerLimit = 16
 // leaves separate (so they can still be rolled back one by one).
 const keepAfterSquash = 8
 
-// LayerLimit is DefaultLayerLimit unless OVPKG_LAYER_LIMIT says otherwise
-// (tests and benchmarks).
+// LayerLimit is DefaultLayerLimit, unless (in test builds only)
+// OVPKG_TEST_LAYER_LIMIT says otherwise (tests and benchmarks).
 func LayerLimit() int {
-	if v := os.Getenv("OVPKG_LAYER_LIMIT"); v != "" {
+	if v := faults.Setting("LAYER_LIMIT"); v != "" {
 		var n int
 		if _, err := fmt.Sscan(v, &n); err == nil && n >= 2 {
 			return n

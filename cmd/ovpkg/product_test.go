@@ -30,7 +30,10 @@ func TestProductHasNoTestHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"OVPKG_TEST_", "__txn-test", "ovpkg_testhooks"} {
+	// Fault points and test settings (OVPKG_TEST_*), test verbs, test-only
+	// flags, and the names of fault steps (dead code in the product).
+	for _, s := range []string{"OVPKG_TEST_", "__txn-test", "ovpkg_testhooks", "no-space-check", "REPORT_RSS", "LAYER_LIMIT",
+		"attach-intruder", "undo-card-unmount", "eject-flush", "mark-unflushed"} {
 		if bytes.Contains(data, []byte(s)) {
 			t.Errorf("%s contains %q: test hooks must stay behind the ovpkg_testhooks tag", exe, s)
 		}
@@ -41,7 +44,7 @@ func TestProductHasNoTestHooks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(td, []byte("OVPKG_TEST_CRASH_AT")) {
+	if !bytes.Contains(td, []byte("OVPKG_TEST_CRASH_AT")) || !bytes.Contains(td, []byte("no-space-check")) {
 		t.Errorf("the test build %s lacks the fault points: is it built with -tags %q?", test, nstest.TestTags)
 	}
 }

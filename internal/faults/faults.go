@@ -7,7 +7,9 @@
 // With the tag, two environment variables drive them:
 //
 //	OVPKG_TEST_CRASH_AT=<step>  the process SIGKILLs itself at that step
-//	OVPKG_TEST_FAIL_AT=<step>   that step fails with EIO
+//	OVPKG_TEST_FAIL_AT=<step>[,<step>...]   those steps fail with EIO
+//
+//	OVPKG_TEST_<NAME>=<value>   a test-only setting (faults.Setting)
 //
 // The steps are named where they are called (txn's crash points list the
 // transaction's).

@@ -10,3 +10,6 @@ func Crash(string) {}
 
 // Fail never fails in the product.
 func Fail(string) error { return nil }
+
+// Setting is always empty in the product.
+func Setting(string) string { return "" }

@@ -4,6 +4,7 @@ package faults
 
 import (
 	"os"
+	"strings"
 	"syscall"
 )
 
@@ -26,10 +27,17 @@ func Crash(step string) {
 	}
 }
 
-// Fail returns EIO when $OVPKG_TEST_FAIL_AT names step.
+// Setting returns $OVPKG_TEST_<name>: test-only knobs (the layer limit
+// of the layer benchmarks, the RSS report of the package benchmark).
+func Setting(name string) string { return os.Getenv("OVPKG_TEST_" + name) }
+
+// Fail returns EIO when $OVPKG_TEST_FAIL_AT names step (a comma-separated
+// list may name several).
 func Fail(step string) error {
-	if v := os.Getenv(FailEnv); v != "" && v == step {
-		return syscall.EIO
+	for _, v := range strings.Split(os.Getenv(FailEnv), ",") {
+		if v != "" && v == step {
+			return syscall.EIO
+		}
 	}
 	return nil
 }

@@ -42,6 +42,7 @@ const TestTags = "ovpkg_testhooks"
 func Bin(t testing.TB) string {
 	t.Helper()
 	if d := os.Getenv("OVPKG_TEST_BIN"); d != "" {
+		checkTestBuild(t, d)
 		return d
 	}
 	buildOnce.Do(func() {
@@ -69,6 +70,32 @@ func Bin(t testing.TB) string {
 		t.Fatalf("building the suite: %v", buildErr)
 	}
 	return buildDir
+}
+
+var (
+	checkedOnce sync.Once
+	checkedErr  error
+)
+
+// checkTestBuild makes sure OVPKG_TEST_BIN holds a build with the test
+// hooks: the e2e tests drive fault points (OVPKG_TEST_CRASH_AT,
+// OVPKG_TEST_FAIL_AT) that a product build ignores, so against one they
+// would fail for the wrong reason, or pass without testing anything.
+func checkTestBuild(t testing.TB, dir string) {
+	t.Helper()
+	checkedOnce.Do(func() {
+		b, err := os.ReadFile(filepath.Join(dir, "ovpkg"))
+		if err != nil {
+			checkedErr = err
+			return
+		}
+		if !bytes.Contains(b, []byte("OVPKG_TEST_FAIL_AT")) {
+			checkedErr = fmt.Errorf("OVPKG_TEST_BIN=%s is not a test build: build it with -tags %q (make build-test)", dir, TestTags)
+		}
+	})
+	if checkedErr != nil {
+		t.Fatal(checkedErr)
+	}
 }
 
 // CI reports whether the tests run under CI ($CI set and not "false"),
@@ -123,7 +150,7 @@ func (r Result) String() string {
 // over /run/ovpkg so mount records and locks of parallel tests never meet.
 const Prelude = `set -euo pipefail
 mkdir -p /run/ovpkg
-mount -t tmpfs -o mode=0755,size=4m ovpkg-test /run/ovpkg
+mount -t tmpfs -o mode=0700,size=4m ovpkg-test /run/ovpkg
 `
 
 // Env is extra environment for Run.
