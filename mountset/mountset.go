@@ -220,10 +220,16 @@ func loadEnv(opt Options) (*env, error) {
 }
 
 // RunDir returns the RUN_DIR the options' (trusted) config names
-// (default /run/ovpkg).
+// (default /run/ovpkg), after making sure it is a directory only root can
+// change (created root-owned 0700 when missing; refused otherwise, see
+// checkRunDir). Whatever callers keep there (policy-rc.d logs, subhost
+// state) is as safe as the mount record.
 func RunDir(opt Options) (string, error) {
 	e, err := loadEnv(opt)
 	if err != nil {
+		return "", err
+	}
+	if _, err := checkRunDir(e.runDir, true); err != nil {
 		return "", err
 	}
 	return e.runDir, nil

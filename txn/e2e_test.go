@@ -738,3 +738,33 @@ checkClean
 	r := mustRun(t, b.String())
 	want(t, r, "CLEAN")
 }
+
+// A flatten that fails after its new image is mounted undoes every step,
+// newest first: unmounted, the loop device released (through
+// Device.Detach), the mount point and the half-written image removed;
+// the card is untouched.
+func TestE2EFlattenFailureUndone(t *testing.T) {
+	r := mustRun(t, `
+ovmount $O >/dev/null
+t $R/usr/bin/a A
+view > $D/v0
+loops0=$(losetup -a | wc -l)
+set +e
+mkdir $D/ftmp
+TMPDIR=$D/ftmp OVPKG_TEST_FAIL_AT=flatten-copy ovpkg flatten $O --to $D/new.img; echo "exit $?"
+set -e
+[ ! -e $D/new.img ] && [ ! -e $D/.new.img.ovpkg-flatten ] && echo NO-IMAGE
+[ -z "$(losetup -j $D/.new.img.ovpkg-flatten 2>/dev/null)" ] && echo NO-LOOP
+ls $D/ftmp | grep . && echo "MOUNT POINT LEFT" || true
+grep -q ovpkg-flatten /proc/self/mountinfo && echo "MOUNT LEFT" || true
+view > $D/v1
+diff $D/v0 $D/v1 && echo CARD-SAME
+consistent
+ovpkg eject $O >/dev/null
+checkClean
+`)
+	want(t, r, "exit 1", "writing the new image: input/output error", "NO-IMAGE", "NO-LOOP", "CARD-SAME", "CLEAN")
+	if strings.Contains(r.Stdout, "LEFT") {
+		t.Errorf("flatten left something behind:\n%s", r)
+	}
+}

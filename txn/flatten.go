@@ -14,6 +14,8 @@ import (
 
 	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/image"
+	"github.com/ovpkg/ovpkg/internal/faults"
+	"github.com/ovpkg/ovpkg/internal/undo"
 	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/loop"
 	"github.com/ovpkg/ovpkg/mount"
@@ -79,7 +81,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 	// Everything below runs on the namespace's own thread (plain paths
 	// there show the base, the card and the new image's mount); the
 	// copying workers join the namespace.
-	err = ns.Do(func() error {
+	err = ns.Do(func() (retErr error) {
 		size := o.Size
 		if size == 0 {
 			need := int64(0)
@@ -109,45 +111,62 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 			}
 		}
 		// Built under a hidden name beside the target, renamed at the end.
+		// Every step that changed something adds its undo; on failure
+		// they run newest first and every failure is reported.
 		tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".ovpkg-flatten")
 		os.Remove(tmp) // a leftover of an interrupted flatten
+		var undo undo.List
+		defer func() {
+			if retErr != nil {
+				retErr = undoJoin(retErr, &undo)
+			}
+		}()
 		info, err := image.Create(tmp, image.Options{Size: size})
 		if err != nil {
 			return err
 		}
-		ok := false
-		defer func() {
-			if !ok {
-				os.Remove(tmp)
-			}
-		}()
+		undo.Add("removing "+tmp, func() error { return removeIfThere(tmp) })
 		dev, err := loop.Attach(tmp, loop.Options{Offset: info.PartStart, SizeLimit: info.PartSize, Autoclear: true})
 		if err != nil {
 			return err
 		}
+		// Released only through Device.Detach: by the handle Attach left
+		// open, or (after the mount, autoclear) once it is confirmed gone
+		// or still bound to this very file.
+		undo.Add("releasing "+dev.Path, func() error {
+			if dev.File != nil {
+				return dev.Detach()
+			}
+			if loop.WaitDetached(dev, 10*time.Second) == nil {
+				return nil
+			}
+			if err := dev.Detach(); err != nil && !errors.Is(err, unix.ENXIO) {
+				return err
+			}
+			return loop.WaitDetached(dev, 10*time.Second)
+		})
 		mnt, err := os.MkdirTemp("", "ovpkg-flatten-")
 		if err != nil {
-			dev.Close()
 			return err
 		}
-		defer os.Remove(mnt)
+		undo.Add("removing "+mnt, func() error { return removeIfThere(mnt) })
 		fstype := info.FSType
 		if fstype == "" {
 			fstype = "ext2"
 		}
 		if err := mount.Mount(dev.Path, mnt, fstype, unix.MS_NOATIME, ""); err != nil {
-			dev.Close()
-			loop.Detach(dev.Path)
 			return err
 		}
-		dev.Close() // the mount keeps the autoclear device bound
 		mounted := true
-		defer func() {
-			if mounted {
-				mount.Unmount(mnt, 0)
-				loop.WaitDetached(dev, 10*time.Second)
+		undo.Add("unmounting "+mnt, func() error {
+			if !mounted {
+				return nil
 			}
-		}()
+			return mount.Unmount(mnt, 0)
+		})
+		if err := dev.Close(); err != nil { // the mount keeps the autoclear device bound
+			return err
+		}
 		lo := layer.Options{Progress: o.Progress, ProgressEvery: time.Second, WorkerThread: ns.Join}
 		if o.WithBase {
 			res.Stats, err = c.flattenRoot(mnt, trees, lo)
@@ -158,6 +177,9 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 			return err
 		}
 		crash("flatten-copy")
+		if err := faults.Fail("flatten-copy"); err != nil {
+			return fmt.Errorf("writing the new image: %w", err)
+		}
 		if err := syncFS(mnt); err != nil {
 			return fmt.Errorf("flushing the new image: %w", err)
 		}
@@ -168,11 +190,16 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		if err := loop.WaitDetached(dev, 10*time.Second); err != nil {
 			return fmt.Errorf("the new image's loop device %s did not go away: %w", dev.Path, err)
 		}
+		if err := os.Remove(mnt); err != nil {
+			return err
+		}
 		if err := renameNoReplace(tmp, abs); err != nil {
 			return err
 		}
-		syncDir(filepath.Dir(abs))
-		ok = true
+		undo.Discard()
+		if err := syncDir(filepath.Dir(abs)); err != nil {
+			return fmt.Errorf("%s is written, but flushing its directory failed: %w", abs, err)
+		}
 		info.Path = abs
 		res.Info, res.UUID, res.Size = info, info.UUID, info.Size
 		return nil
@@ -434,4 +461,14 @@ func (c *Card) Dedupe() (layer.DedupeStats, error) {
 	c.appendHistory(Entry{Event: "dedupe", Time: time.Now().UTC(), Command: "dedupe", Bytes: total.Bytes,
 		Note: fmt.Sprintf("%d files, %d directories removed", total.Files, total.Dirs)})
 	return total, nil
+}
+
+// undoJoin runs l (newest first) and joins its failures into err.
+func undoJoin(err error, l *undo.List) error { return undo.Join(err, l) }
+
+func removeIfThere(p string) error {
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
