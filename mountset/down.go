@@ -330,7 +330,7 @@ func Eject(opt Options) (*Record, error) {
 		if err := flushCard(e.runDir, rec); err != nil && !reported {
 			var fe *FlushError
 			if errors.As(err, &fe) {
-				return nil, fmt.Errorf("%w (the overlays are unmounted, the card stays mounted on %s)", err, rec.CardMount)
+				fe.OverlaysDown = true
 			}
 			return nil, err
 		}

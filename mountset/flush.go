@@ -59,6 +59,9 @@ type FlushError struct {
 	Tree      string // where the layers live, to show files by their path in the root
 	CardMount string
 	Unmounted bool // eject went on and unmounted the card (an earlier eject reported the failure)
+	// OverlaysDown: the flush after unmounting the overlays failed; the
+	// card itself is still mounted.
+	OverlaysDown bool
 	Gone      bool // nothing is mounted; the record only remembers
 	FsckHint  string
 }
@@ -86,7 +89,11 @@ func (e *FlushError) Error() string {
 	case e.Unmounted:
 		return fmt.Sprintf("%s; the card is unmounted and detached, and marked for checking: the next ovmount checks it with e2fsck (%s) before using it; reinstall what those files belong to", head, e.FsckHint)
 	}
-	return fmt.Sprintf("%s; nothing was unmounted: those files still read correctly on %s until it is unmounted, so copy what you need elsewhere now; free space on the image's filesystem, then run eject again (it will unmount the card and mark it for checking)", head, e.CardMount)
+	what = "nothing was unmounted"
+	if e.OverlaysDown {
+		what = "the overlays are unmounted but the card is not"
+	}
+	return fmt.Sprintf("%s; %s: those files still read correctly on %s until it is unmounted, so copy what you need elsewhere now; free space on the image's filesystem, then run eject again (it will unmount the card and mark it for checking)", head, what, e.CardMount)
 }
 
 func (e *FlushError) Unwrap() error { return ErrNotFlushed }

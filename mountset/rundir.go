@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -183,7 +182,19 @@ func removeRecord(runDir string) error {
 	return atomicfile.SyncDir(dir)
 }
 
-var loopPath = regexp.MustCompile(`^/dev/loop[0-9]{1,7}$`)
+// isLoopPath accepts /dev/loopN (N: 1 to 7 digits).
+func isLoopPath(p string) bool {
+	n, ok := strings.CutPrefix(p, "/dev/loop")
+	if !ok || n == "" || len(n) > 7 {
+		return false
+	}
+	for _, c := range n {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
 
 // Limits on what a record may hold.
 const (
@@ -220,7 +231,7 @@ func (r *Record) validate() error {
 	if r.CardMount == "/" {
 		return errors.New("card_mount is /")
 	}
-	if !loopPath.MatchString(r.Loop) {
+	if !isLoopPath(r.Loop) {
 		return fmt.Errorf("loop %q is not a /dev/loopN device", r.Loop)
 	}
 	if r.Offset < 0 || r.SizeLimit < 0 || r.PID < 0 {
