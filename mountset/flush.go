@@ -62,8 +62,8 @@ type FlushError struct {
 	// OverlaysDown: the flush after unmounting the overlays failed; the
 	// card itself is still mounted.
 	OverlaysDown bool
-	Gone      bool // nothing is mounted; the record only remembers
-	FsckHint  string
+	Gone         bool // nothing is mounted; the record only remembers
+	FsckHint     string
 }
 
 func (e *FlushError) Error() string {
