@@ -352,7 +352,11 @@ func Eject(opt Options) (*Record, error) {
 				return nil, fmt.Errorf("loop device %s is still attached to %s: %w", d.Path, rec.Image, derr)
 			}
 			if err := loop.WaitDetached(d, detachTimeout); err != nil {
-				return nil, fmt.Errorf("loop device %s is still attached to %s, so the card is NOT safe to remove: %w", d.Path, rec.Image, err)
+				why := whereMounted(*d)
+				if why == "" {
+					why = "held open by a process or by the kernel"
+				}
+				return nil, fmt.Errorf("loop device %s is still attached to %s (%s), so the card is NOT safe to remove: %w", d.Path, rec.Image, why, err)
 			}
 		}
 	}
