@@ -354,7 +354,10 @@ func Eject(opt Options) (*Record, error) {
 			if err := loop.WaitDetached(d, detachTimeout); err != nil {
 				why := whereMounted(*d)
 				if why == "" {
-					why = "held open by a process or by the kernel"
+					why = "held open by the kernel"
+					if hs := blockHolders(opt.procDir(), d.Path); len(hs) > 0 {
+						why = "held open by " + strings.Join(busy.Lines(hs), "; ")
+					}
 				}
 				return nil, fmt.Errorf("loop device %s is still attached to %s (%s), so the card is NOT safe to remove: %w", d.Path, rec.Image, why, err)
 			}
@@ -378,6 +381,17 @@ func Eject(opt Options) (*Record, error) {
 	rec.State = StateGone
 	printf(opt, "card is safe to remove\n")
 	return rec, nil
+}
+
+// blockHolders finds the processes that have the block device at path
+// open.
+func blockHolders(procDir, path string) []busy.Holder {
+	var st unix.Stat_t
+	if unix.Stat(path, &st) != nil {
+		return nil
+	}
+	hs, _ := busy.ScanExcept(procDir, []uint64{uint64(st.Rdev)}, []int{os.Getpid()})
+	return hs
 }
 
 // backs reports whether loop device d is bound to r's image.

@@ -120,9 +120,9 @@ checkClean
 func TestE2EIdempotent(t *testing.T) {
 	r := mustRun(t, `
 ovmount --root $R >/dev/null
-before=$(cat /proc/self/mountinfo; losetup -a)
+before=$(cat /proc/self/mountinfo; losetup -j $D/card.img)
 ovmount --root $R
-after=$(cat /proc/self/mountinfo; losetup -a)
+after=$(cat /proc/self/mountinfo; losetup -j $D/card.img)
 [ "$before" = "$after" ] && echo UNCHANGED
 ovmount --root $R --json | grep '"already_mounted": true' >/dev/null && echo JSON-SAYS-SO
 echo "overlays: $(overlays)"
