@@ -170,6 +170,9 @@ func (c *Card) WithBase(fn func(base func(abs string) string) error) error {
 			return filepath.Join(c.Rec.Base, rel)
 		})
 	}
+	if c.baseNS != nil {
+		return fn(c.baseNS.Path)
+	}
 	ns, err := newPrivateNS(c.targets())
 	if err != nil {
 		return err

@@ -37,6 +37,7 @@ type Card struct {
 	L      *card.Layout
 	Out    io.Writer
 	runDir string
+	baseNS *privateNS // the base's view while Commit runs (WithBase)
 }
 
 // Open finds the card mounted now (ErrNoCard when none). The overlays may
@@ -176,6 +177,13 @@ func (c *Card) restack(ids []string) error { return c.restackWith(ids, nil) }
 // are down: the layers may be changed then, and the base is visible at
 // the targets. An error from between mounts the previous overlays again.
 func (c *Card) restackWith(ids []string, between func() error) (retErr error) {
+	return c.restackBetween(ids, between, true)
+}
+
+// restackBetween is restackWith; with heldToo false, between runs only
+// when the overlays are free (a restack that detaches held overlays then
+// replaces them one by one, as without between).
+func (c *Card) restackBetween(ids []string, between func() error, heldToo bool) (retErr error) {
 	tab, err := mount.Self()
 	if err != nil {
 		return err
@@ -191,6 +199,9 @@ func (c *Card) restackWith(ids []string, between func() error) (retErr error) {
 	if err := c.checkBusy(tab, up); err != nil {
 		var be *mountset.BusyError
 		if errors.As(err, &be) {
+			if !heldToo {
+				between = nil
+			}
 			return c.restackDetached(tab, up, next, ids, between, be)
 		}
 		return err
@@ -276,7 +287,7 @@ func syncDir(dir string) error { return atomicfile.SyncDir(dir) }
 // the ovpkg_testhooks tag only; see internal/faults).
 var CrashPoints = []string{
 	"begin-journal", "begin-layer", "restack-down", "begin-restacked",
-	"pm", "commit-stack", "commit-history", "commit-journal", "commit-working",
+	"pm", "commit-stack", "commit-history", "commit-journal", "commit-trim", "commit-working",
 	"squash-copy", "squash-stack", "squash-cleanup",
 	"abort-restacked", "flatten-copy", "rollback-switched", "detach-first",
 }

@@ -136,9 +136,27 @@ func (t *Txn) Commit() error {
 	if !slices.Equal(cur, t.stack) {
 		return fmt.Errorf("transaction %s: the layer stack changed underneath it (%v, was %v)", t.j.ID, cur, t.stack)
 	}
-	bytes, _ := layer.DiskUsage(c.L.Tree(t.j.ID))
-	crash("commit-stack")
 	committed := append(slices.Clone(t.base), t.j.ID)
+	// One view of the base for the trim's plan and the drift records.
+	if c.Rec.Base != "" {
+		// init-overlay's separate base: read directly (WithBase)
+	} else if ns, err := newPrivateNS(c.targets()); err == nil {
+		c.baseNS = ns
+		defer func() { c.baseNS = nil; ns.Close() }()
+	}
+	bytes, _ := layer.DiskUsage(c.L.Tree(t.j.ID))
+	// What the trim after the commit point will take out of the layer
+	// (trim.go). The history counts the layer as trimmed; when the
+	// overlays turn out to be held, the trim waits (shared files move at
+	// a later commit).
+	plan, err := c.planTrim(committed, t.j.ID)
+	if err != nil {
+		c.say("warning: the package manager's logs and caches stay in layer %s: %v", t.j.ID, err)
+		plan = nil
+	} else {
+		bytes = max(0, bytes-plan.bytes)
+	}
+	crash("commit-stack")
 	if err := c.L.WriteStack(committed); err != nil {
 		return fmt.Errorf("committing transaction %s: %w", t.j.ID, err)
 	}
@@ -155,7 +173,16 @@ func (t *Txn) Commit() error {
 	}
 	// A fresh working layer on top, so that changes made outside ovpkg
 	// from now on do not land in this transaction's layer.
-	if err := c.addWorking(committed); err != nil {
+	var between func() error
+	if plan != nil {
+		between = func() error {
+			if err := c.trim(plan, committed); err != nil {
+				c.say("warning: %v", err)
+			}
+			return nil
+		}
+	}
+	if err := c.addWorkingWith(committed, between); err != nil {
 		c.say("warning: later changes outside ovpkg will land in layer %s: %v", t.j.ID, err)
 	}
 	if err := c.RecordBase(); err != nil {
@@ -209,7 +236,11 @@ func emptyTree(dir string) bool {
 // addWorking puts a new, empty working layer on top of stack: restack,
 // then the stack file (a crash in between leaves a layer directory the
 // stack does not list: removed by Recover).
-func (c *Card) addWorking(stack []string) error {
+func (c *Card) addWorking(stack []string) error { return c.addWorkingWith(stack, nil) }
+
+// addWorkingWith is addWorking that runs between (if set) while the
+// overlays are down, when they are free (see restackBetween).
+func (c *Card) addWorkingWith(stack []string, between func() error) error {
 	id, err := c.nextID()
 	if err != nil {
 		return err
@@ -223,7 +254,7 @@ func (c *Card) addWorking(stack []string) error {
 	}
 	syncDir(c.L.LayerDir(id))
 	next := append(slices.Clone(stack), id)
-	if err := c.restack(next); err != nil {
+	if err := c.restackBetween(next, between, false); err != nil {
 		os.RemoveAll(c.L.LayerDir(id))
 		return err
 	}
