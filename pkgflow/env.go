@@ -317,6 +317,9 @@ func (e *Env) writeSnapshot(d *DBs) {
 		}
 	}
 	p := filepath.Join(e.Root, snapshotPath)
+	if old, err := os.ReadFile(p); err == nil && string(old) == b.String() {
+		return // unchanged: not written, so not copied into a new layer
+	}
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		return
 	}

@@ -182,6 +182,11 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 		if job.Gate != nil && !run.Gated {
 			return errNothing // apt found nothing to do: drop the empty layer
 		}
+		// In the transaction's layer, next to the database it describes:
+		// written after the commit it would land in the new working
+		// layer, which then stays under every later transaction (one more
+		// layer per install), and a rollback would not take it back.
+		e.writeSnapshot(d)
 		p.Phase("committing", "committing the transaction")
 		return nil
 	})
@@ -215,7 +220,6 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 	if err != nil {
 		return res, err
 	}
-	e.writeSnapshot(d)
 	res.Holders = e.Holders()
 	return res, nil
 }
@@ -508,7 +512,10 @@ func (e *Env) judgeClean(before []pkgmgr.Package, run *pkgmgr.RunResult, what st
 // /var/tmp; the rest of the base root is read-only to it.
 func (e *Env) writable(archiveDir, runDir string) []string {
 	w := targets(e.Rec)
-	w = append(w, e.Rec.CardMount, runDir, filepath.Join(e.Root, "tmp"), filepath.Join(e.Root, "var/tmp"))
+	// /run is volatile by definition (a tmpfs on a booted system, so
+	// writable anyway); where it is only a directory (containers), adduser
+	// still needs its lock file /run/adduser.
+	w = append(w, e.Rec.CardMount, runDir, filepath.Join(e.Root, "tmp"), filepath.Join(e.Root, "var/tmp"), filepath.Join(e.Root, "run"))
 	if archiveDir != "" {
 		w = append(w, archiveDir)
 	}
