@@ -20,15 +20,16 @@ import (
 // committed layer is trimmed; the merged view stays the same, except
 // for a cache:
 //
-//   - sharedFiles (logs, "-old" backups, apt's self-checking binary
-//     caches) are moved down into the bottom layer: one copy on the card,
-//     the newest, never rolled back (a rollback keeps the log lines of
-//     what it undid, and a backup stays a backup of an earlier state);
-//   - everything under droppedDirs (man-db's index) is removed from the
-//     transaction's layer: the view shows the index below it, which does
-//     not know the card's pages (man and man -w still find them; whatis
-//     and apropos show the base's), and so never names a page a rollback
-//     removed;
+//   - sharedFiles and sharedDirs (logs, "-old" backups, apt's and
+//     fontconfig's self-checking caches) are moved down into the bottom
+//     layer: one copy on the card, the newest, never rolled back (a
+//     rollback keeps the log lines of what it undid, a backup stays a
+//     backup of an earlier state, a stale cache is never used);
+//   - everything under droppedDirs (man-db's index, ldconfig's
+//     aux-cache) is removed from the transaction's layer: the view shows
+//     the one below it; man-db's then does not know the card's pages (man
+//     and man -w still find them; whatis and apropos show the base's),
+//     and so never names a page a rollback removed;
 //   - files overlayfs copied up unchanged (identical content, metadata and
 //     modification time to the view below: debconf's databases, lock
 //     files) are removed.
@@ -55,12 +56,21 @@ var sharedFiles = []string{
 	"var/cache/debconf/passwords.dat-old",
 	"var/cache/apt/pkgcache.bin",
 	"var/cache/apt/srcpkgcache.bin",
+	"var/log/fontconfig.log",
+}
+
+// sharedDirs hold caches whose every file is shared the same way:
+// fontconfig's (checked by fontconfig against each font directory's
+// modification time; one for a directory that is gone is never read).
+var sharedDirs = []string{
+	"var/cache/fontconfig",
 }
 
 // droppedDirs hold regenerable caches whose files are removed from
 // transaction layers.
 var droppedDirs = []string{
 	"var/cache/man",
+	"var/cache/ldconfig", // aux-cache: ldconfig's own, checked against each library
 }
 
 // trimPlan is what the trim of a committed transaction's layer will
@@ -89,10 +99,11 @@ func (c *Card) planTrim(committed []string, id string) (*trimPlan, error) {
 	p := &trimPlan{id: id}
 	tree := c.L.Tree(id)
 	trees := c.trees(committed)
-	for _, rel := range sharedFiles {
-		if !c.overlaid(rel) {
-			continue
-		}
+	shared, err := c.sharedPaths(trees)
+	if err != nil {
+		return nil, err
+	}
+	for _, rel := range shared {
 		if f, i, ok := layer.SinkSource(trees, rel); ok && committed[i] == id {
 			p.bytes += f.Bytes()
 		}
@@ -107,14 +118,14 @@ func (c *Card) planTrim(committed []string, id string) (*trimPlan, error) {
 		}
 		p.drop = append(p.drop, fs...)
 	}
-	err := c.WithBase(func(base func(string) string) error {
+	err = c.WithBase(func(base func(string) string) error {
 		below := c.below(committed, id, base(c.Rec.Root))
 		same, err := layer.Unchanged(tree, below)
 		if err != nil {
 			return err
 		}
 		for _, f := range same {
-			if !slices.ContainsFunc(p.drop, func(g layer.FileID) bool { return g.Rel == f.Rel }) && !slices.Contains(sharedFiles, f.Rel) {
+			if !slices.ContainsFunc(p.drop, func(g layer.FileID) bool { return g.Rel == f.Rel }) && !slices.Contains(shared, f.Rel) {
 				p.drop = append(p.drop, f)
 			}
 		}
@@ -127,6 +138,35 @@ func (c *Card) planTrim(committed []string, id string) (*trimPlan, error) {
 		p.bytes += f.Bytes()
 	}
 	return p, nil
+}
+
+// sharedPaths lists the shared files (sharedFiles, and the files under
+// sharedDirs in any layer but the bottom one) under the overlaid
+// directories.
+func (c *Card) sharedPaths(trees []string) ([]string, error) {
+	var out []string
+	for _, rel := range sharedFiles {
+		if c.overlaid(rel) {
+			out = append(out, rel)
+		}
+	}
+	for _, d := range sharedDirs {
+		if !c.overlaid(d + "/") {
+			continue
+		}
+		for _, t := range trees[1:] {
+			fs, err := layer.Files(t, d)
+			if err != nil {
+				return nil, err
+			}
+			for _, f := range fs {
+				if !slices.Contains(out, f.Rel) {
+					out = append(out, f.Rel)
+				}
+			}
+		}
+	}
+	return out, nil
 }
 
 // trees returns the layer trees of stack, bottom first.
@@ -168,9 +208,13 @@ func (c *Card) trim(p *trimPlan, committed []string) error {
 	trees := c.trees(committed)
 	removed := map[int][]string{} // layer index -> paths taken out of it
 	var errs []error
-	for _, rel := range sharedFiles {
-		if !sink || !c.overlaid(rel) {
-			continue
+	shared, err := c.sharedPaths(trees)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, rel := range shared {
+		if !sink {
+			break
 		}
 		touched, err := layer.Sink(trees, rel)
 		if err != nil {

@@ -15,7 +15,7 @@ import (
 func TestE2ETrimKeepsBookkeepingOutOfLayers(t *testing.T) {
 	nstest.Need(t, "python3")
 	r := mustRun(t, `
-mkdir -p $R/var/log/apt $R/var/cache/man/de $R/var/cache/debconf
+mkdir -p $R/var/log/apt $R/var/cache/man/de $R/var/cache/debconf $R/var/cache/ldconfig
 head -c 300000 /dev/urandom | base64 -w 100 > $R/var/log/dpkg.log
 head -c 400000 /dev/urandom > $R/var/cache/man/index.db
 head -c 50000 /dev/urandom > $R/var/cache/man/de/index.db
@@ -32,6 +32,9 @@ pm() {
 		head -c 400000 /dev/urandom > $R/var/cache/man/index.db
 		head -c 50000 /dev/urandom > $R/var/cache/man/de/index.db
 		: >> $R/var/cache/debconf/templates.dat
+		mkdir -p $R/var/cache/fontconfig $R/var/cache/ldconfig
+		echo $1 > $R/var/cache/fontconfig/$1-le64.cache-8
+		echo $1 > $R/var/cache/ldconfig/aux-cache
 		mkdir -p $R/usr/share/$1 && echo $1 > $R/usr/share/$1/file
 	" $1
 }
@@ -50,7 +53,9 @@ same() { cmp $R/$1 $D/base/$1; }
 
 pm one
 onlyOwn one
-for f in var/log/dpkg.log var/log/apt/history.log var/lib/dpkg/status-old; do [ -f $(bottom)/$f ]; done
+for f in var/log/dpkg.log var/log/apt/history.log var/lib/dpkg/status-old var/cache/fontconfig/one-le64.cache-8; do [ -f $(bottom)/$f ]; done
+grep -qx one $R/var/cache/fontconfig/one-le64.cache-8
+[ ! -e $R/var/cache/ldconfig/aux-cache ]
 grep -qx 'install one' $R/var/log/dpkg.log
 [ "$(head -c 100 $R/var/log/dpkg.log)" = "$(head -c 100 $D/base/var/log/dpkg.log)" ]
 cmp $R/var/lib/dpkg/status-old $D/base/var/lib/dpkg/status
@@ -71,6 +76,7 @@ grep -qx 'install two' $R/var/log/dpkg.log; grep -qx 'Start-Date: two' $R/var/lo
 cmp $R/var/lib/dpkg/status-old $D/status.one
 n=$(find $L -path '*/var/log/dpkg.log' | wc -l); [ $n = 1 ]
 
+[ -f $(bottom)/var/cache/fontconfig/one-le64.cache-8 ] && [ -f $(bottom)/var/cache/fontconfig/two-le64.cache-8 ]
 # rollback: the package and its database entry go; the log keeps its
 # lines, the backup stays a backup of an earlier state
 ovpkg rollback $O
