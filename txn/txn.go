@@ -137,12 +137,13 @@ func (t *Txn) Commit() error {
 		return fmt.Errorf("transaction %s: the layer stack changed underneath it (%v, was %v)", t.j.ID, cur, t.stack)
 	}
 	committed := append(slices.Clone(t.base), t.j.ID)
-	// One view of the base for the trim's plan and the drift records.
-	if c.Rec.Base != "" {
-		// init-overlay's separate base: read directly (WithBase)
-	} else if ns, err := newPrivateNS(c.targets()); err == nil {
-		c.baseNS = ns
-		defer func() { c.baseNS = nil; ns.Close() }()
+	// One view of the base for the trim's plan and the drift records
+	// (init-overlay's separate base, Rec.Base, is read directly).
+	if c.Rec.Base == "" {
+		if ns, err := newPrivateNS(c.targets()); err == nil {
+			c.baseNS = ns
+			defer func() { c.baseNS = nil; ns.Close() }()
+		}
 	}
 	bytes, _ := layer.DiskUsage(c.L.Tree(t.j.ID))
 	// What the trim after the commit point will take out of the layer
