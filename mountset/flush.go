@@ -85,7 +85,11 @@ func (e *FlushError) Error() string {
 		e.Image, f.Error, f.At.Local().Format("2006-01-02 15:04:05"), what)
 	switch {
 	case e.Gone:
-		return fmt.Sprintf("%s; the card is not mounted and is marked for checking: the next ovmount checks it with e2fsck (%s) before using it", head, e.FsckHint)
+		marked := ""
+		if e.Failure.Marked {
+			marked = " (its superblock is marked)"
+		}
+		return fmt.Sprintf("%s; the card is not mounted; the next ovmount checks it with e2fsck (%s) before using it%s", head, e.FsckHint, marked)
 	case e.Unmounted:
 		return fmt.Sprintf("%s; the card is unmounted and detached, and marked for checking: the next ovmount checks it with e2fsck (%s) before using it; reinstall what those files belong to", head, e.FsckHint)
 	}

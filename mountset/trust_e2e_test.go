@@ -446,11 +446,21 @@ echo "named: $(wc -l < $D/named)"
 echo "overlays after eject1: $(overlays)"
 f=$(head -1 $D/named); cmp $R/usr/local/$f $D/src/$f && echo STILL-READS
 set +e
-eject --root $R; echo "eject2 $?"
+eject --root $R > $D/e2 2>&1; echo "eject2 $?"
+cat $D/e2
+if grep -q "is still attached" $D/e2; then
+	# The kernel kept the loop device after the card's unmount (seen twice
+	# under heavy load; eject said so and why). Wait for it to go: the
+	# next ovmount then marks the card itself.
+	echo SLOW-DETACH
+	for i in $(seq 600); do [ -z "$(losetup -j $IMG)" ] && break; sleep 0.1; done
+else
+	grep -q "the card is unmounted and detached, and marked for checking" $D/e2 && echo EJECT2-MARKED
+fi
 eject --root $R; echo "eject3 $?"
 set -e
 [ -z "$(losetup -j $IMG)" ] && [ "$(overlays)" = 0 ] && ! grep -q " $D/card " /proc/self/mountinfo && echo DETACHED
-dumpe2fs -h "$IMG?offset=1048576" 2>/dev/null | grep -i '^Filesystem state'
+dumpe2fs -h "$IMG?offset=1048576" 2>/dev/null | grep -i '^Filesystem state'  # "with errors" when eject2 marked it
 mount -o remount,size=256m $D/small
 set +e
 ovmount --root $R > $D/out 2>&1; code=$?
@@ -481,13 +491,16 @@ umount $D/small
 checkClean
 `, "IMGDIR=small")
 	want(t, r, "can still grow by", "fallocate -l", "eject1 1", "JSON-NOT-SAFE", "NOT safe to remove", "were not written: /usr/local/f",
-		"nothing was unmounted", "overlays after eject1: 4", "STILL-READS", "eject2 1", "the card is unmounted and detached, and marked for checking",
-		"eject3 1", "the card is not mounted and is marked for checking", "DETACHED", "with errors",
+		"nothing was unmounted", "overlays after eject1: 4", "STILL-READS", "eject2 1",
+		"eject3 1", "the card is not mounted; the next ovmount checks it", "DETACHED",
 		"VICTIMS-INTACT", "CLEAN")
 	if !strings.Contains(r.Stdout, "CARD BEYOND REPAIR") {
 		want(t, r, "card is safe to remove", "FSCK-OK")
 	}
 	t.Logf("%s", r)
+	if !strings.Contains(r.Stdout, "SLOW-DETACH") {
+		want(t, r, "EJECT2-MARKED", "with errors")
+	}
 	if strings.Contains(r.Stdout, "named: 0") {
 		t.Errorf("no file named:\n%s", r)
 	}
