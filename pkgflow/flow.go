@@ -320,7 +320,7 @@ func (e *Env) describe(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir strin
 			if old && p.Old != "" {
 				v = p.Old + " -> " + p.Version
 			}
-			s = append(s, p.Key()+" "+v)
+			s = append(s, plan.Show(p)+" "+v)
 		}
 		out = append(out, fmt.Sprintf("%s (%d): %s", label, len(ps), strings.Join(s, ", ")))
 	}

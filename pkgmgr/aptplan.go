@@ -455,6 +455,9 @@ func ParseAptSummary(r io.Reader) (*Plan, error) {
 		for _, f := range plan.Archives {
 			if strings.HasPrefix(f, prefix) && strings.HasSuffix(f, ".deb") {
 				p.Arch = strings.TrimSuffix(strings.TrimPrefix(f, prefix), ".deb")
+				if p.Arch != "all" {
+					plan.NativeArch = p.Arch // apt printed no ":arch": the native one
+				}
 			}
 		}
 	}

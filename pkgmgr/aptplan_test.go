@@ -30,6 +30,12 @@ func TestParseAptSummarySupertux(t *testing.T) {
 	if p := byName["libopenal1"]; p.Version != "1:1.19.1-2" || p.Arch != "amd64" {
 		t.Errorf("libopenal1: %+v", p)
 	}
+	if plan.NativeArch != "amd64" || plan.Show(byName["libopenal1"]) != "libopenal1" || plan.Show(byName["fonts-roboto-unhinted"]) != "fonts-roboto-unhinted" {
+		t.Errorf("native arch %q: libopenal1 shown as %q", plan.NativeArch, plan.Show(byName["libopenal1"]))
+	}
+	if foreign := (Package{Name: "libc6", Arch: "i386"}); plan.Show(foreign) != "libc6:i386" {
+		t.Errorf("foreign package shown as %q", plan.Show(foreign))
+	}
 	want := "fonts-roboto-unhinted_2%3a0~20170802-3_all.deb"
 	found := false
 	for _, a := range plan.Archives {

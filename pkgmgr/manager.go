@@ -98,8 +98,21 @@ type Plan struct {
 	// made (opkg: a `dest` naming the card is left out), shown with the
 	// plan.
 	Notes []string `json:"notes,omitempty"`
+	// NativeArch is the architecture the manager leaves unqualified in
+	// its own listing (apt: "sl", not "sl:amd64"), when the plan shows
+	// it; Show drops it from names as apt does.
+	NativeArch string `json:"-"`
 
 	direct bool // apt: local files dpkg installs by itself (selfContained)
+}
+
+// Show is how the plan names p: its Key, without the architecture when
+// that is the native one (as apt and dpkg print it).
+func (p *Plan) Show(pkg Package) string {
+	if p != nil && p.NativeArch != "" && pkg.Arch == p.NativeArch {
+		return pkg.Name
+	}
+	return pkg.Key()
 }
 
 // Empty reports whether the plan changes nothing.
