@@ -2,6 +2,8 @@ package app
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -54,5 +56,19 @@ func TestEveryNameHasHelp(t *testing.T) {
 		if code, _, _ := run("ovpkg", n, "--help"); code != ExitOK {
 			t.Errorf("ovpkg %s --help: exit %d", n, code)
 		}
+	}
+}
+
+// `ovpkg boot ok` is run by ovpkg-boot-ok.service at every init-overlay
+// boot, also RAM-only ones: with no card it says so and succeeds.
+func TestBootOKWithoutCard(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "ovpkg.conf")
+	if err := os.WriteFile(conf, []byte("RUN_DIR="+filepath.Join(dir, "run")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, stdout, stderr := run("ovpkg", "boot", "ok", "--config", conf, "--json")
+	if code != 0 || !strings.Contains(stderr, "no card is mounted: nothing is on trial") || !strings.Contains(stdout, `"card": false`) {
+		t.Fatalf("boot ok without a card: exit %d\n%s\n%s", code, stdout, stderr)
 	}
 }

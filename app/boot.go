@@ -169,13 +169,22 @@ unit or init script that runs once the system is up. A trial that has not been b
 not confirmed (a confirmation from the boot that set it would prove nothing) unless --force.
 Also clears a card setup that init-overlay found unfinished at earlier boots.
 
-Exit status: 0 ok (also when nothing is on trial), 1 failure, 2 usage.`,
+Exit status: 0 ok (also when nothing is on trial or no card is mounted), 1 failure, 2 usage.`,
 		Flags: txnFlags(&cli.BoolFlag{Name: "force", Usage: "confirm a trial that has not been booted yet"}),
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
 				return usagef("boot ok takes no arguments")
 			}
 			e, err := openTxn(c, false)
+			if errors.Is(err, txn.ErrNoCard) {
+				// A RAM-only boot (BOOT_UPPER=tmpfs) or no card at all:
+				// nothing can be on trial; the boot-time unit succeeds.
+				fmt.Fprintln(c.App.ErrWriter, "ovpkg: no card is mounted: nothing is on trial")
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, map[string]any{"confirmed": nil, "cleared_pending": false, "card": false})
+				}
+				return nil
+			}
 			if err != nil {
 				return err
 			}

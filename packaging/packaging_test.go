@@ -129,6 +129,7 @@ var debFiles = []string{
 	"-rwxr-xr-x root/root ./etc/init.d/ovmount",
 	"-rwxr-xr-x root/root ./etc/init.d/overlay-boot",
 	"-rw-r--r-- root/root ./lib/systemd/system/ovmount.service",
+	"-rw-r--r-- root/root ./lib/systemd/system/ovpkg-boot-ok.service",
 	"-rw-r--r-- root/root ./lib/systemd/system/ovpkg-subhost@.service",
 	"-rwxr-xr-x root/root ./usr/sbin/ovpkg",
 	"-rw-r--r-- root/root ./usr/share/bash-completion/completions/ovpkg",
@@ -308,6 +309,8 @@ ls $R/etc/rcS.d/ $R/etc/rc0.d/ $R/etc/rc6.d/ $R/etc/rc2.d/
 cp /lib/systemd/system/*.target $R/lib/systemd/system/
 systemd-analyze verify --root=$R --man=no ovmount.service && echo UNIT-VERIFIED
 systemd-analyze verify --root=$R --man=no ovpkg-subhost@x.service && echo TEMPLATE-VERIFIED
+systemd-analyze verify --root=$R --man=no ovpkg-boot-ok.service && echo BOOTOK-VERIFIED
+readlink $R/etc/systemd/system/multi-user.target.wants/ovpkg-boot-ok.service
 # The installed copy runs; with no configuration the boot paths do nothing.
 chroot $R /usr/sbin/ovpkg --version
 chroot $R /usr/sbin/ovmount --boot && echo BOOT-NOTHING-CONFIGURED
@@ -321,12 +324,13 @@ $D --purge ovpkg
 test -e $R/etc/init.d/ovmount || echo CONFFILE-PURGED
 ls $R/etc/rcS.d/ | grep ovmount || echo RC-LINKS-GONE
 test -e $R/etc/systemd/system/sysinit.target.wants/ovmount.service || echo UNIT-DISABLED
+test -e $R/etc/systemd/system/multi-user.target.wants/ovpkg-boot-ok.service || echo BOOTOK-DISABLED
 dpkg-query --admindir=$R/var/lib/dpkg -W ovpkg 2>&1 || true
 $D --audit && echo AUDIT-CLEAN-END
 `, "ROOT="+root, "DEBS="+strings.Join(debs, " "), "BUSYBOX="+busybox, "DEB="+deb)
 	t.Logf("%s", r)
 	for _, s := range []string{"AUDIT-CLEAN\n", "install ok installed " + version, "/usr/sbin/ovpkg\n/etc/init.d/ovmount",
-		"/lib/systemd/system/ovmount.service", "UNIT-VERIFIED", "TEMPLATE-VERIFIED", "S01ovmount", "S01overlay-boot", "K01ovmount", "ovpkg version",
+		"/lib/systemd/system/ovmount.service", "UNIT-VERIFIED", "TEMPLATE-VERIFIED", "BOOTOK-VERIFIED", "/lib/systemd/system/ovpkg-boot-ok.service\n", "BOOTOK-DISABLED", "S01ovmount", "S01overlay-boot", "K01ovmount", "ovpkg version",
 		"nothing to mount", "BOOT-NOTHING-CONFIGURED", "SYSV-START-OK", "SYSV-STOP-OK", "BINARY-GONE", "CONFFILE-KEPT", "/dev/null",
 		"CONFFILE-PURGED", "RC-LINKS-GONE", "UNIT-DISABLED", "AUDIT-CLEAN-END"} {
 		if !strings.Contains(r.Stdout, s) {

@@ -748,7 +748,6 @@ func TestE2EFlattenFailureUndone(t *testing.T) {
 ovmount $O >/dev/null
 t $R/usr/bin/a A
 view > $D/v0
-loops0=$(losetup -a | wc -l)
 set +e
 mkdir $D/ftmp
 TMPDIR=$D/ftmp OVPKG_TEST_FAIL_AT=flatten-copy ovpkg flatten $O --to $D/new.img; echo "exit $?"
