@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -245,10 +246,13 @@ func tryCommit(c *cli.Context) error {
 	}
 	tx, err := cd.BeginFilled("try "+strings.Join(st.Commands, "; "), st.Packages, t.Fill(st.Dirs))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w; the try is kept (ovpkg try commit again, or ovpkg try discard)", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return err
+		if aerr := tx.Abort(); aerr != nil {
+			return errors.Join(fmt.Errorf("%w; the try is kept", err), fmt.Errorf("undoing the transaction: %w", aerr))
+		}
+		return fmt.Errorf("%w; the try is kept (ovpkg try commit again, or ovpkg try discard)", err)
 	}
 	if err := t.Remove(); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "ovpkg: the try is committed, but its sandbox was not removed: %v\n", err)

@@ -80,6 +80,12 @@ command -v $APP >/dev/null && echo "LIVE CHANGED before commit"
 echo "in try: $(ovpkg try run $APP)"
 ovpkg try run -- dpkg-query -W -f='${Status}\n' $APP
 ovpkg subhost list
+# A commit cut short (SIGKILL once the new layer is live) is undone by
+# the next command; the try itself survives it and commits again.
+OVPKG_TEST_CRASH_AT=begin-restacked ovpkg try commit || echo "crashed commit: $?"
+ovpkg history >/dev/null
+hash -r; command -v $APP >/dev/null && echo "LIVE CHANGED by a cut commit"
+find $T/card/ovpkg/try/root -name $APP | grep -q . && echo "try survived the cut commit"
 ovpkg try commit
 echo "live: $($APP)"
 dpkg-query -W -f='${Status}\n' $APP
@@ -98,8 +104,8 @@ eject >/dev/null && echo EJECTED
 		t.Fatalf("%s", r)
 	}
 	for _, want := range []string{"tried: install", "live status unchanged", "history unchanged", "in: ", "in try: hello from " + app,
-		"install ok installed", "try committed as transaction", "live: hello from " + app, "try install", "rolled back: gone",
-		"try discarded", "no try in progress", "EJECTED"} {
+		"install ok installed", "crashed commit: 137", "try survived the cut commit", "try committed as transaction",
+		"live: hello from " + app, "try install", "rolled back: gone", "try discarded", "no try in progress", "EJECTED"} {
 		if want == "in: " {
 			continue
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/mountset"
 )
@@ -22,7 +24,7 @@ const TryName = "ovpkg-try"
 // TryDir is the try sandbox on the card: <card>/ovpkg/try, holding the
 // subhost's root (its upper: what the try changed), work and live
 // directories, its config and try.json. On the card's filesystem, so that
-// commit moves the upper into a layer instead of copying it.
+// commit hard-links the upper into a layer instead of copying it.
 func TryDir(cardMount string) string { return filepath.Join(cardMount, card.TopDir, "try") }
 
 // TryState is try.json: what the try was made over and what it did.
@@ -192,8 +194,15 @@ func (t *Try) Changes(dirs []string) (in []string, outside []string) {
 	return in, outside
 }
 
-// Fill moves the try's upper of each overlaid directory into a new
-// layer's tree (same filesystem: renames). For txn.Card.BeginFilled.
+// Fill hard-links the try's upper of each overlaid directory into a new
+// layer's tree (same filesystem: no data is copied), for
+// txn.Card.BeginFilled. The try itself is left as it is until the
+// transaction is committed: a transaction that fails, is aborted or is
+// cut short by a crash or a pulled card is undone by deleting its layer,
+// which then takes only the links, and the try can be committed again or
+// discarded. Directories are made anew with the owner, mode, times and
+// every extended attribute of the try's (overlayfs's opaque marks
+// included); whiteouts, symbolic links and files are linked.
 func (t *Try) Fill(dirs []string) func(tree string) error {
 	return func(tree string) error {
 		for _, d := range dirs {
@@ -205,11 +214,125 @@ func (t *Try) Fill(dirs []string) func(tree string) error {
 			if err := os.Remove(dst); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("try commit: %w", err)
 			}
-			if err := os.Rename(src, dst); err != nil {
-				return fmt.Errorf("try commit: moving %s into the new layer: %w", src, err)
+			if err := linkTree(src, dst); err != nil {
+				return fmt.Errorf("try commit: linking %s into the new layer: %w", src, err)
 			}
 		}
 		return nil
+	}
+}
+
+// linkTree recreates the directories of src at dst and hard-links
+// everything else; directory metadata is set last, deepest first.
+func linkTree(src, dst string) error {
+	var dirs []string
+	err := filepath.WalkDir(src, func(p string, e fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if e.IsDir() {
+			dirs = append(dirs, rel)
+			return os.Mkdir(to, 0o700)
+		}
+		return os.Link(p, to) // link(2) never follows a symbolic link
+	})
+	if err != nil {
+		return err
+	}
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := copyDirMeta(filepath.Join(src, dirs[i]), filepath.Join(dst, dirs[i])); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func copyDirMeta(src, dst string) error {
+	var st unix.Stat_t
+	if err := unix.Lstat(src, &st); err != nil {
+		return &fs.PathError{Op: "lstat", Path: src, Err: err}
+	}
+	names, err := listXattrs(src)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		v, err := getXattr(src, n)
+		if err != nil {
+			return err
+		}
+		if err := unix.Lsetxattr(dst, n, v, 0); err != nil {
+			return &fs.PathError{Op: "setxattr " + n, Path: dst, Err: err}
+		}
+	}
+	if err := os.Lchown(dst, int(st.Uid), int(st.Gid)); err != nil {
+		return err
+	}
+	if err := os.Chmod(dst, fs.FileMode(st.Mode&0o777)|modeBits(st.Mode)); err != nil {
+		return err
+	}
+	ts := []unix.Timespec{st.Atim, st.Mtim}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, dst, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return &fs.PathError{Op: "utimes", Path: dst, Err: err}
+	}
+	return nil
+}
+
+func modeBits(m uint32) fs.FileMode {
+	var f fs.FileMode
+	if m&unix.S_ISUID != 0 {
+		f |= fs.ModeSetuid
+	}
+	if m&unix.S_ISGID != 0 {
+		f |= fs.ModeSetgid
+	}
+	if m&unix.S_ISVTX != 0 {
+		f |= fs.ModeSticky
+	}
+	return f
+}
+
+func listXattrs(p string) ([]string, error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := unix.Llistxattr(p, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if errors.Is(err, unix.ENOTSUP) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
+		}
+		var names []string
+		for _, n := range strings.Split(string(buf[:n]), "\x00") {
+			if n != "" {
+				names = append(names, n)
+			}
+		}
+		return names, nil
+	}
+}
+
+func getXattr(p, name string) ([]byte, error) {
+	buf := make([]byte, 256)
+	for {
+		n, err := unix.Lgetxattr(p, name, buf)
+		if errors.Is(err, unix.ERANGE) {
+			buf = make([]byte, len(buf)*4)
+			continue
+		}
+		if err != nil {
+			return nil, &fs.PathError{Op: "getxattr " + name, Path: p, Err: err}
+		}
+		return buf[:n], nil
 	}
 }
 
