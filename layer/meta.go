@@ -98,6 +98,10 @@ func getxattr(path, name string) ([]byte, error) {
 	}
 }
 
+// Xattrs returns every extended attribute of path (not following a
+// symbolic link), overlayfs's own included.
+func Xattrs(path string) (map[string][]byte, error) { return xattrs(path, false) }
+
 // xattrs returns path's xattrs; overlay's own are left out when
 // skipOverlay is set.
 func xattrs(path string, skipOverlay bool) (map[string][]byte, error) {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovpkg/ovpkg/card"
+	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/mountset"
 )
 
@@ -257,15 +258,11 @@ func copyDirMeta(src, dst string) error {
 	if err := unix.Lstat(src, &st); err != nil {
 		return &fs.PathError{Op: "lstat", Path: src, Err: err}
 	}
-	names, err := listXattrs(src)
+	xa, err := layer.Xattrs(src)
 	if err != nil {
 		return err
 	}
-	for _, n := range names {
-		v, err := getXattr(src, n)
-		if err != nil {
-			return err
-		}
+	for n, v := range xa {
 		if err := unix.Lsetxattr(dst, n, v, 0); err != nil {
 			return &fs.PathError{Op: "setxattr " + n, Path: dst, Err: err}
 		}
@@ -295,45 +292,6 @@ func modeBits(m uint32) fs.FileMode {
 		f |= fs.ModeSticky
 	}
 	return f
-}
-
-func listXattrs(p string) ([]string, error) {
-	buf := make([]byte, 1024)
-	for {
-		n, err := unix.Llistxattr(p, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if errors.Is(err, unix.ENOTSUP) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "listxattr", Path: p, Err: err}
-		}
-		var names []string
-		for _, n := range strings.Split(string(buf[:n]), "\x00") {
-			if n != "" {
-				names = append(names, n)
-			}
-		}
-		return names, nil
-	}
-}
-
-func getXattr(p, name string) ([]byte, error) {
-	buf := make([]byte, 256)
-	for {
-		n, err := unix.Lgetxattr(p, name, buf)
-		if errors.Is(err, unix.ERANGE) {
-			buf = make([]byte, len(buf)*4)
-			continue
-		}
-		if err != nil {
-			return nil, &fs.PathError{Op: "getxattr " + name, Path: p, Err: err}
-		}
-		return buf[:n], nil
-	}
 }
 
 // Remove deletes the sandbox (after Stop: nothing is mounted on it any
