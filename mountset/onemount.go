@@ -45,8 +45,13 @@ type imageLock struct {
 // without waiting; when another process holds it, it fails at once
 // naming that process (from /proc/locks).
 func lockImage(path string) (*imageLock, error) {
-	f, err := os.OpenFile(path, os.O_RDWR|unix.O_CLOEXEC, 0)
+	// Opened and checked root-only on the descriptor that is locked,
+	// inspected and attached (image.OpenOwned).
+	f, err := image.OpenOwned(path)
 	if err != nil {
+		if errors.Is(err, image.ErrNotRootOnly) {
+			return nil, err
+		}
 		if _, ierr := image.Inspect(path); ierr != nil {
 			return nil, ierr // its message says what is wrong with the file
 		}
