@@ -14,12 +14,15 @@
 //     over a lower non-directory (or whiteout) shows only its own contents;
 //   - the topmost layer holding an entry gives its metadata.
 //
-// Squash computes the merged view of layers (bottom to top) as a plan, then
-// writes it into one new tree. With KeepWhiteouts (squashing card layers
-// that still sit over the base) whiteouts that may hide a base entry stay
-// whiteouts and directories that hid lower contents become opaque; without
-// it (squashing the base itself with the card's layers into a full root
-// tree) whiteouts and opaque flags disappear. With Link, non-directories
+// Squash walks the merged view of layers (bottom to top) and writes it into
+// one new tree as it goes: directories parents first, names sorted, files
+// copied by a few workers, a directory's metadata set once everything in
+// it is written. Nothing holds the whole tree: memory does not grow with
+// the number of files (a router has 32 MB). With KeepWhiteouts (squashing
+// card layers that still sit over the base) whiteouts that may hide a base
+// entry stay whiteouts and directories that hid lower contents become
+// opaque; without it (squashing the base itself with the card's layers
+// into a full root tree) whiteouts and opaque flags disappear. With Link, non-directories
 // are hard-linked from the layers instead of copied (same filesystem; the
 // layers are left untouched, so an interrupted squash loses nothing).
 //

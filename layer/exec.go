@@ -58,24 +58,22 @@ type Stats struct {
 // Squash writes the merged view of layers (bottom to top) into dst, which
 // must be missing or an empty directory. On error dst is left partly
 // written; the caller removes it (the layers are never modified).
+//
+// The merged view is walked and written as it is found (directories
+// parents first, names sorted): memory does not grow with the number of
+// files. With Progress the tree is walked once more before, to count.
 func Squash(dst string, layers []string, opt Options) (Stats, error) {
-	p := &planner{keepWhiteouts: opt.KeepWhiteouts, base: opt.Base}
-	if err := p.plan(layers); err != nil {
-		return Stats{}, err
-	}
-	return execute(dst, p, opt, true)
+	w := &walker{keepWhiteouts: opt.KeepWhiteouts, base: opt.Base}
+	return execute(dst, w, layers, opt, true)
 }
 
 // Copy copies the tree src to dst like `cp -a`: everything, overlay
 // whiteouts and xattrs included, nothing interpreted. dst must be missing
 // or an empty directory.
 func Copy(dst, src string, opt Options) (Stats, error) {
-	p := &planner{raw: true}
+	w := &walker{raw: true}
 	opt.Link = false
-	if err := p.plan([]string{src}); err != nil {
-		return Stats{}, err
-	}
-	return execute(dst, p, opt, false)
+	return execute(dst, w, []string{src}, opt, false)
 }
 
 func prepareDst(dst string) error {
@@ -96,14 +94,64 @@ func prepareDst(dst string) error {
 
 type inodeKey struct{ dev, ino uint64 }
 
-type job struct {
-	dst string
-	o   *op
+// outDir is a directory of the result being written: its metadata is set
+// once everything in it is written (pending counts the walk itself, the
+// files queued for the workers and the subdirectories not yet finished),
+// so that creating entries does not disturb times and read-only modes do
+// not block writing.
+type outDir struct {
+	parent  *outDir
+	rel     string
+	m       meta
+	layer   uint16
+	opaque  bool
+	pending atomic.Int32
 }
 
-func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, retErr error) {
+// linkFirst is the first name of a hard-linked inode met in the result:
+// the later names are linked to it once it is written (done closed, ok
+// set). left counts the names still expected.
+type linkFirst struct {
+	path string
+	done chan struct{}
+	ok   bool
+	left uint32
+}
+
+// job is one regular file for a worker: copied, or (to set) hard-linked to
+// an earlier name.
+type job struct {
+	dst, src string
+	m        meta
+	dir      *outDir
+	first    *linkFirst // this is the first name of a hard-linked inode
+	to       *linkFirst // link to this first name instead of copying
+}
+
+var errStopped = errors.New("layer: stopped after a failure")
+
+func execute(dst string, w *walker, layers []string, opt Options, skipOverlay bool) (st Stats, retErr error) {
 	if err := prepareDst(dst); err != nil {
 		return st, err
+	}
+	var totalFiles, totalBytes int64
+	if opt.Progress != nil {
+		// Count first (the totals of the progress): the same walk,
+		// nothing kept.
+		cw := *w
+		cw.visit = func(e *entry) error {
+			if e.kind == opFile {
+				totalFiles++
+				if e.m.typ() == unix.S_IFREG {
+					totalBytes += e.m.size
+				}
+			}
+			return nil
+		}
+		cw.leave = nil
+		if err := cw.walk(layers); err != nil {
+			return st, err
+		}
 	}
 	workers := opt.Workers
 	if workers <= 0 {
@@ -127,7 +175,7 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 	report := func() {}
 	if opt.Progress != nil {
 		report = func() {
-			opt.Progress(Progress{Files: files.Load(), TotalFiles: p.files, Bytes: bytes.Load(), TotalBytes: p.bytes})
+			opt.Progress(Progress{Files: files.Load(), TotalFiles: totalFiles, Bytes: bytes.Load(), TotalBytes: totalBytes})
 		}
 		every := opt.ProgressEvery
 		if every <= 0 {
@@ -151,6 +199,24 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 		}()
 		stopProgress = func() { close(done); wg.Wait() }
 	}
+	defer func() {
+		stopProgress()
+		report()
+	}()
+
+	// finish sets a directory's metadata once nothing in it is pending,
+	// then releases its parent; from the walk or from a worker.
+	var release func(d *outDir)
+	release = func(d *outDir) {
+		for d != nil && d.pending.Add(-1) == 0 {
+			if !failed.Load() {
+				if err := finishDir(filepath.Join(dst, d.rel), w.src(d.layer, d.rel), d, skipOverlay); err != nil {
+					fail(err)
+				}
+			}
+			d = d.parent
+		}
+	}
 
 	jobs := make(chan job, 64)
 	var wg sync.WaitGroup
@@ -158,119 +224,147 @@ func execute(dst string, p *planner, opt Options, skipOverlay bool) (st Stats, r
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ready := true
 			if opt.WorkerThread != nil {
 				runtime.LockOSThread() // never unlocked: the thread ends with the worker
 				if err := opt.WorkerThread(); err != nil {
 					fail(err)
-					for range jobs {
-					}
-					return
+					ready = false
 				}
 			}
 			buf := make([]byte, 128<<10)
 			for j := range jobs {
-				if failed.Load() {
-					continue
+				ok := false
+				if ready && !failed.Load() {
+					var err error
+					if j.to != nil {
+						<-j.to.done
+						if j.to.ok {
+							err = os.Link(j.to.path, j.dst)
+							ok = err == nil
+						}
+					} else {
+						_, err = copyRegular(j.dst, j.src, &j.m, skipOverlay, buf)
+						ok = err == nil
+					}
+					if err != nil {
+						fail(err)
+					} else if ok {
+						files.Add(1)
+						bytes.Add(j.m.size)
+					}
 				}
-				n, err := copyRegular(j.dst, p.src(j.o), &j.o.m, skipOverlay, buf)
-				if err != nil {
-					fail(err)
-					continue
+				if j.first != nil {
+					j.first.ok = ok
+					close(j.first.done)
 				}
-				files.Add(1)
-				bytes.Add(n)
+				release(j.dir)
 			}
 		}()
 	}
 
-	type link struct {
-		from, to string
-		size     int64
-	}
-	var links []link
-	var dirs []*op
-	for i := range p.ops {
+	firsts := map[inodeKey]*linkFirst{} // hard-linked inodes whose other names are still to come
+	var cur *outDir
+	w.visit = func(e *entry) error {
 		if failed.Load() {
-			break
+			return errStopped
 		}
-		o := &p.ops[i]
-		path := filepath.Join(dst, o.rel)
+		path := filepath.Join(dst, e.rel)
 		var err error
-		switch o.kind {
+		switch e.kind {
 		case opDir:
-			if o.rel != "" {
-				err = os.Mkdir(path, 0o700)
+			if e.rel != "" {
+				if err := os.Mkdir(path, 0o700); err != nil {
+					return err
+				}
 			}
-			dirs = append(dirs, o)
+			d := &outDir{parent: cur, rel: e.rel, m: e.m, layer: e.layer, opaque: e.opaque}
+			d.pending.Store(1) // the walk, until it leaves
+			if cur != nil {
+				cur.pending.Add(1)
+			}
+			cur = d
 			st.Dirs++
 		case opWhiteout:
 			err = MakeWhiteout(path)
 			st.Whiteouts++
 		case opFile:
 			st.Files++
+			src := w.src(e.layer, e.rel)
 			if opt.Link {
-				if err = os.Link(p.src(o), path); err == nil {
+				if err = os.Link(src, path); err == nil {
 					files.Add(1)
-					if o.m.typ() == unix.S_IFREG {
-						bytes.Add(o.m.size)
+					if e.m.typ() == unix.S_IFREG {
+						bytes.Add(e.m.size)
 					}
 				}
 				break
 			}
-			if o.link >= 0 {
-				links = append(links, link{filepath.Join(dst, p.ops[o.link].rel), path, o.m.size})
+			var first *linkFirst
+			if e.m.nlink > 1 {
+				k := inodeKey{e.dev, e.ino}
+				if f, ok := firsts[k]; ok {
+					if f.left--; f.left == 0 {
+						delete(firsts, k)
+					}
+					cur.pending.Add(1)
+					jobs <- job{dst: path, m: e.m, dir: cur, to: f}
+					break
+				}
+				first = &linkFirst{path: path, done: make(chan struct{}), left: e.m.nlink - 1}
+				firsts[k] = first
+			}
+			if e.m.typ() == unix.S_IFREG {
+				cur.pending.Add(1)
+				jobs <- job{dst: path, src: src, m: e.m, dir: cur, first: first}
 				break
 			}
-			if o.m.typ() == unix.S_IFREG {
-				jobs <- job{dst: path, o: o}
-				break
-			}
-			if err = copySpecial(path, p.src(o), &o.m, skipOverlay); err == nil {
+			if err = copySpecial(path, src, &e.m, skipOverlay); err == nil {
 				files.Add(1)
 			}
+			if first != nil {
+				first.ok = err == nil
+				close(first.done)
+			}
 		}
-		if err != nil {
-			fail(err)
+		return err
+	}
+	w.leave = func() error {
+		d := cur
+		cur = d.parent
+		release(d)
+		if failed.Load() {
+			return errStopped
 		}
+		return nil
+	}
+	if err := w.walk(layers); err != nil && !errors.Is(err, errStopped) {
+		fail(err) // the workers skip what is still queued
 	}
 	close(jobs)
 	wg.Wait()
-	defer func() {
-		stopProgress()
-		report()
-	}()
 	if firstErr != nil {
 		return st, firstErr
 	}
-	for _, l := range links {
-		if err := os.Link(l.from, l.to); err != nil {
-			return st, err
-		}
-		files.Add(1)
-		bytes.Add(l.size)
-	}
-	// Directory metadata last, deepest first, so that creating entries
-	// does not disturb times and read-only modes do not block writing.
-	for i := len(dirs) - 1; i >= 0; i-- {
-		o := dirs[i]
-		path := filepath.Join(dst, o.rel)
-		if err := copyXattrs(path, p.src(o), skipOverlay); err != nil {
-			return st, err
-		}
-		if o.opaque {
-			if err := SetOpaque(path); err != nil {
-				return st, err
-			}
-		}
-		if err := setOwnerMode(path, &o.m); err != nil {
-			return st, err
-		}
-		if err := setTimes(path, &o.m); err != nil {
-			return st, err
-		}
-	}
 	st.Bytes = bytes.Load()
 	return st, nil
+}
+
+// finishDir sets a written directory's xattrs, opaque mark, owner, mode
+// and times.
+func finishDir(path, src string, d *outDir, skipOverlay bool) error {
+	if err := copyXattrs(path, src, skipOverlay); err != nil {
+		return err
+	}
+	if d.opaque {
+		if err := SetOpaque(path); err != nil {
+			return err
+		}
+	}
+	if err := setOwnerMode(path, &d.m); err != nil {
+		return err
+	}
+	return setTimes(path, &d.m)
 }
 
 // copySpecial creates a symlink, device node, fifo or socket like src.

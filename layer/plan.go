@@ -18,40 +18,42 @@ const (
 	opWhiteout
 )
 
-// op is one entry of the result tree: its path and the layer it comes
-// from (the same relative path in that layer). Kept small: a plan holds
-// one per entry.
-type op struct {
-	rel    string // path in the result, "" for its root
-	m      meta
-	link   int32 // non-directory: index of an earlier op of the same inode (hard link), or -1
-	layer  uint16
-	kind   opKind
-	opaque bool // directory: mark opaque in the result
+// entry is one entry of the result tree as the walk meets it: its path
+// and the layer it comes from (the same relative path in that layer).
+// Passed to the visitor and not kept by the walk: memory does not grow
+// with the number of files (30 000 entries held at once cost about 10 MB
+// of a router's 32).
+type entry struct {
+	rel      string // path in the result, "" for its root
+	m        meta
+	dev, ino uint64
+	layer    uint16
+	kind     opKind
+	opaque   bool // directory: mark opaque in the result
 }
 
-// planner merges layer directories into a list of ops, parents first.
-type planner struct {
+// walker merges layer directories, visiting the entries of the merged
+// view parents first, names sorted in each directory (depth first): the
+// working set is the name lists of the directories on the current path.
+type walker struct {
 	keepWhiteouts bool // result sits over a base: keep whiteouts/opaque flags
 	raw           bool // Copy: whiteouts are plain device nodes, nothing merged
 	base          string
 	roots         []string
-	ops           []op
-	firsts        map[inodeKey]int32 // hard-linked inodes seen: first op
-	files         int64
-	bytes         int64
+	visit         func(e *entry) error // every entry, a directory before its children
+	leave         func() error         // after a directory's children (nil: nothing)
 }
 
-func (p *planner) src(o *op) string { return filepath.Join(p.roots[o.layer], o.rel) }
+func (w *walker) src(layer uint16, rel string) string { return filepath.Join(w.roots[layer], rel) }
 
 // baseHas reports whether the base (if known) has an entry at rel, with
 // every parent a real directory (a symbolic link on the way is a
 // non-directory to overlayfs: nothing below it shows).
-func (p *planner) baseHas(rel string) bool {
-	if p.base == "" {
+func (w *walker) baseHas(rel string) bool {
+	if w.base == "" {
 		return true
 	}
-	return existsNoFollow(p.base, rel)
+	return existsNoFollow(w.base, rel)
 }
 
 // existsNoFollow reports whether root/rel exists without following a
@@ -81,17 +83,15 @@ func readNames(dir string) ([]string, error) {
 	return f.Readdirnames(-1)
 }
 
-// plan returns the ops that build the merged view of layers (bottom to
-// top) as one tree.
-func (p *planner) plan(layers []string) error {
+// walk visits the merged view of layers (bottom to top) as one tree.
+func (w *walker) walk(layers []string) error {
 	if len(layers) == 0 {
 		return errors.New("squash: no layers")
 	}
 	if len(layers) > 65535 {
 		return errors.New("squash: too many layers")
 	}
-	p.roots = layers
-	p.firsts = map[inodeKey]int32{}
+	w.roots = layers
 	chain := make([]uint16, 0, len(layers)) // topmost first
 	for i := len(layers) - 1; i >= 0; i-- {
 		st, err := lstat(layers[i])
@@ -103,36 +103,66 @@ func (p *planner) plan(layers []string) error {
 		}
 		chain = append(chain, uint16(i))
 	}
-	st, _ := lstat(layers[chain[0]])
-	p.ops = append(p.ops, op{kind: opDir, rel: "", layer: chain[0], m: metaOf(st), link: -1})
-	return p.dir("", chain, p.keepWhiteouts)
+	st, err := lstat(layers[chain[0]])
+	if err != nil {
+		return err
+	}
+	if err := w.visit(&entry{kind: opDir, rel: "", layer: chain[0], m: metaOf(st)}); err != nil {
+		return err
+	}
+	if err := w.dir("", chain, w.keepWhiteouts); err != nil {
+		return err
+	}
+	return w.left()
 }
 
-// dir plans the children of rel whose contributing layers are chain
-// (topmost first). reachesBase says whether a base below the layers may
-// still show through at rel.
-func (p *planner) dir(rel string, chain []uint16, reachesBase bool) error {
-	seen := map[string]bool{}
-	var names []string
+func (w *walker) left() error {
+	if w.leave == nil {
+		return nil
+	}
+	return w.leave()
+}
+
+// names returns the union of the names in rel of the layers of chain,
+// sorted.
+func (w *walker) names(rel string, chain []uint16) ([]string, error) {
+	if len(chain) == 1 {
+		ns, err := readNames(w.src(chain[0], rel))
+		sort.Strings(ns)
+		return ns, err
+	}
+	var all []string
 	for _, l := range chain {
-		ns, err := readNames(filepath.Join(p.roots[l], rel))
+		ns, err := readNames(w.src(l, rel))
 		if err != nil {
-			return err
+			return nil, err
 		}
-		for _, n := range ns {
-			if !seen[n] {
-				seen[n] = true
-				names = append(names, n)
-			}
+		all = append(all, ns...)
+	}
+	sort.Strings(all)
+	out := all[:0]
+	for i, n := range all {
+		if i == 0 || n != all[i-1] {
+			out = append(out, n)
 		}
 	}
-	sort.Strings(names)
+	return out, nil
+}
+
+// dir visits the children of rel whose contributing layers are chain
+// (topmost first). reachesBase says whether a base below the layers may
+// still show through at rel.
+func (w *walker) dir(rel string, chain []uint16, reachesBase bool) error {
+	names, err := w.names(rel, chain)
+	if err != nil {
+		return err
+	}
 	for _, name := range names {
 		crel := filepath.Join(rel, name)
 		var top *unix.Stat_t
 		var ti int
 		for i, l := range chain {
-			st, err := lstat(filepath.Join(p.roots[l], crel))
+			st, err := lstat(w.src(l, crel))
 			if err != nil {
 				if errors.Is(err, unix.ENOENT) {
 					continue
@@ -146,36 +176,28 @@ func (p *planner) dir(rel string, chain []uint16, reachesBase bool) error {
 			continue // vanished while we looked
 		}
 		layer := chain[ti]
-		src := filepath.Join(p.roots[layer], crel)
+		src := w.src(layer, crel)
 		switch {
-		case !p.raw && IsWhiteout(top):
-			if p.keepWhiteouts && reachesBase && p.baseHas(crel) {
-				p.ops = append(p.ops, op{kind: opWhiteout, rel: crel, layer: layer, m: metaOf(top), link: -1})
-			}
-		case top.Mode&unix.S_IFMT != unix.S_IFDIR:
-			o := op{kind: opFile, rel: crel, layer: layer, m: metaOf(top), link: -1}
-			if top.Nlink > 1 {
-				k := inodeKey{uint64(top.Dev), uint64(top.Ino)}
-				if first, ok := p.firsts[k]; ok {
-					o.link = first
-				} else {
-					p.firsts[k] = int32(len(p.ops))
+		case !w.raw && IsWhiteout(top):
+			if w.keepWhiteouts && reachesBase && w.baseHas(crel) {
+				if err := w.visit(&entry{kind: opWhiteout, rel: crel, layer: layer, m: metaOf(top)}); err != nil {
+					return err
 				}
 			}
-			p.ops = append(p.ops, o)
-			p.files++
-			if top.Mode&unix.S_IFMT == unix.S_IFREG {
-				p.bytes += top.Size
+		case top.Mode&unix.S_IFMT != unix.S_IFDIR:
+			e := entry{kind: opFile, rel: crel, layer: layer, m: metaOf(top), dev: uint64(top.Dev), ino: uint64(top.Ino)}
+			if err := w.visit(&e); err != nil {
+				return err
 			}
 		default:
 			child := []uint16{layer}
 			childReaches := reachesBase
-			if !p.raw {
+			if !w.raw {
 				if IsOpaque(src) {
 					childReaches = false
 				} else {
 					for _, l := range chain[ti+1:] {
-						lp := filepath.Join(p.roots[l], crel)
+						lp := w.src(l, crel)
 						st, err := lstat(lp)
 						if errors.Is(err, unix.ENOENT) {
 							continue
@@ -195,9 +217,14 @@ func (p *planner) dir(rel string, chain []uint16, reachesBase bool) error {
 					}
 				}
 			}
-			p.ops = append(p.ops, op{kind: opDir, rel: crel, layer: layer, m: metaOf(top), link: -1,
-				opaque: !p.raw && p.keepWhiteouts && reachesBase && !childReaches})
-			if err := p.dir(crel, child, childReaches); err != nil {
+			if err := w.visit(&entry{kind: opDir, rel: crel, layer: layer, m: metaOf(top),
+				opaque: !w.raw && w.keepWhiteouts && reachesBase && !childReaches}); err != nil {
+				return err
+			}
+			if err := w.dir(crel, child, childReaches); err != nil {
+				return err
+			}
+			if err := w.left(); err != nil {
 				return err
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -180,11 +181,12 @@ func Count(root string) (files, bytes int64, err error) {
 }
 
 // DiskUsage returns the bytes of disk blocks used under root (each inode
-// counted once).
+// counted once). Only hard-linked inodes are remembered: memory does not
+// grow with the number of files.
 func DiskUsage(root string) (int64, error) {
 	seen := map[inodeKey]bool{}
 	var total int64
-	err := filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+	err := filepath.WalkDir(root, func(p string, _ fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -192,11 +194,14 @@ func DiskUsage(root string) (int64, error) {
 		if err != nil {
 			return err
 		}
-		k := inodeKey{uint64(st.Dev), uint64(st.Ino)}
-		if !seen[k] {
+		if st.Nlink > 1 && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			k := inodeKey{uint64(st.Dev), uint64(st.Ino)}
+			if seen[k] {
+				return nil
+			}
 			seen[k] = true
-			total += st.Blocks * 512
 		}
+		total += st.Blocks * 512
 		return nil
 	})
 	return total, err
