@@ -76,30 +76,42 @@ ovpkg subhost stop lim
 test -e $L && fail "cgroup $L left after stop"
 echo "STOPPED lim: $(sed -n 's/.*"reason": "\(.*\)".*/\1/p' /run/ovpkg/subhosts/lim.json)"
 
-# --- 2. a VLAN on a cable --------------------------------------------
-# The "host" side is a network namespace of its own with bridge br0;
-# cable 0 (vl0/eth0) has no bridge, its VLAN 5 (vl0.5) joins br0, so
-# only tagged frames reach it. Its own sysfs shows its interfaces.
-newhost vl "CABLES='=02:00:5e:00:53:01 br0=.5'"
+# --- 2. VLANs on cables -------------------------------------------
+# The "host" side is a network namespace of its own (with its own sysfs)
+# and two bridges. Cable 0 (vl0/eth0) has no bridge; its VLAN 5 (vl0.5)
+# is br0's only port, so only tagged frames reach br0. Cable 1 (vl1/eth1)
+# joins br1; its VLAN 7 (vl1.7) has no bridge and gets the host's
+# address. Then a crash: the supervisor SIGKILLed, the next stop removes
+# what its record lists.
+newhost vl "CABLES='=02:00:5e:00:53:01 br0=.5 br1=02:00:5e:00:53:02 =.7'"
 unshare --net --mount sh -exc '
 fail() { echo "FAIL: $*"; exit 1; }
 mount -t sysfs sysfs /sys
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
 ip link set lo up
-brctl addbr br0
-ip addr add 192.0.2.254/24 dev br0
-ip link set br0 up
+for b in br0 br1; do brctl addbr $b; ip link set $b up; done
+ip addr add 192.0.2.126/25 dev br0
 ovpkg subhost check /tmp/vl/vl.conf
 ovpkg subhost start /tmp/vl/vl.conf
-ovpkg subhost enter vl -- sh -c "ip link set eth0 up && ip link set eth0.5 up && ip addr add 192.0.2.1/24 dev eth0.5"
-echo "HOSTVLAN $(tail -n +3 /proc/net/vlan/config | tr -s " " | tr "\n" ";")"
-echo "SUBVLAN $(ovpkg subhost enter vl -- tail -n +3 /proc/net/vlan/config | tr -s " " | tr "\n" ";")"
-echo "SUBMAC $(ovpkg subhost enter vl -- cat /sys/class/net/eth0/address /sys/class/net/eth0.5/address | tr "\n" " ")"
-echo "BRIDGE $(ls /sys/class/net/br0/brif | tr "\n" " ")"
-ping -c1 -W10 192.0.2.1 && echo "PING host->vl ok"
-ovpkg subhost enter vl -- ping -c1 -W10 192.0.2.254 && echo "PING vl->host ok"
+ip addr add 192.0.2.129/25 dev vl1.7
+ovpkg subhost enter vl -- sh -c "for i in eth0 eth0.5 eth1 eth1.7; do ip link set \$i up; done; ip addr add 192.0.2.1/25 dev eth0.5; ip addr add 192.0.2.130/25 dev eth1.7"
+echo "HOSTVLAN $(tail -n +3 /proc/net/vlan/config | tr -s " " | sort | tr "\n" ";")"
+echo "SUBVLAN $(ovpkg subhost enter vl -- tail -n +3 /proc/net/vlan/config | tr -s " " | sort | tr "\n" ";")"
+echo "SUBMAC $(ovpkg subhost enter vl -- cat /sys/class/net/eth0/address /sys/class/net/eth0.5/address /sys/class/net/eth1/address | tr "\n" " ")"
+echo "BRIDGE br0=[$(ls /sys/class/net/br0/brif | tr "\n" " ")] br1=[$(ls /sys/class/net/br1/brif | tr "\n" " ")] vl0=$(cat /sys/class/net/vl0/operstate) vl1.7=$(cat /sys/class/net/vl1.7/operstate)"
+ping -c1 -W10 192.0.2.1 && echo "PING host->eth0.5 ok"
+ovpkg subhost enter vl -- ping -c1 -W10 192.0.2.126 && echo "PING eth0.5->host ok"
+ping -c1 -W10 192.0.2.130 && echo "PING host->eth1.7 ok"
 ovpkg subhost stop vl
 echo "AFTER links=[$(ls /sys/class/net | tr "\n" " ")] vlans=[$(tail -n +3 /proc/net/vlan/config)] netns=[$(ls /run/netns)]"
+ovpkg subhost start /tmp/vl/vl.conf
+sup=$(sed -n "s/.*\"supervisor_pid\": \([0-9]*\).*/\1/p" /run/ovpkg/subhosts/vl.json)
+init=$(sed -n "s/.*\"init_pid\": \([0-9]*\).*/\1/p" /run/ovpkg/subhosts/vl.json)
+kill -KILL $sup
+while [ -e /proc/$init ]; do sleep 0.05; done
+echo "CRASHED links=[$(ls /sys/class/net | tr "\n" " ")] netns=[$(ls /run/netns)]"
+ovpkg subhost stop vl
+echo "CLEANED links=[$(ls /sys/class/net | tr "\n" " ")] vlans=[$(tail -n +3 /proc/net/vlan/config)] netns=[$(ls /run/netns)] cgroups=[$(ls -d /sys/fs/cgroup/ovpkg/*/ 2>/dev/null)]"
 '
 echo "GUEST links=[$(ls /sys/class/net | tr '\n' ' ')] overlays=[$(grep -c ' - overlay ' /proc/self/mountinfo || true)] cgroups=[$(ls -d $CG/ovpkg/*/ 2>/dev/null | tr '\n' ' ')]"
 trap - EXIT
@@ -108,8 +120,8 @@ trap - EXIT
 // TestVMLimitsAndVlans boots once (about 20-60 s under TCG) and proves
 // in a real kernel what this machine's cannot: MEMORY, CPU and PIDS in
 // a pure cgroup v2 hierarchy (values, membership, the limits biting,
-// the cgroup gone after stop) and a VLAN cable pinged across a bridge,
-// with nothing left.
+// the cgroup gone after stop) and VLANs on cables (with and without
+// bridges) pinged across, removed by stop and after a crash.
 func TestVMLimitsAndVlans(t *testing.T) {
 	t.Parallel()
 	r := qemutest.NewRig(t)
@@ -168,13 +180,16 @@ func TestVMLimitsAndVlans(t *testing.T) {
 		t.Errorf("the fork loop's sleeps in the cgroup: %d", n)
 	}
 	has("STOPPED", "stopped by SIGTERM")
-	has("HOSTVLAN", "vl0.5 | 5 | vl0")
-	has("SUBVLAN", "eth0.5 | 5 | eth0")
-	has("SUBMAC", "02:00:5e:00:53:01 02:00:5e:00:53:01")
-	has("BRIDGE", "vl0.5")
-	b.Has(t, `(?m)^PING host->vl ok`)
-	b.Has(t, `(?m)^PING vl->host ok`)
-	has("AFTER", "links=[br0 lo ] vlans=[] netns=[]")
+	has("HOSTVLAN", "vl0.5 | 5 | vl0;vl1.7 | 7 | vl1;")
+	has("SUBVLAN", "eth0.5 | 5 | eth0;eth1.7 | 7 | eth1;")
+	has("SUBMAC", "02:00:5e:00:53:01 02:00:5e:00:53:01 02:00:5e:00:53:02")
+	has("BRIDGE", "br0=[vl0.5 ] br1=[vl1 ] vl0=up vl1.7=up")
+	for _, p := range []string{"host->eth0.5", "eth0.5->host", "host->eth1.7"} {
+		b.Has(t, `(?m)^PING `+regexp.QuoteMeta(p)+` ok`)
+	}
+	has("AFTER", "links=[br0 br1 lo ] vlans=[] netns=[]")
+	has("CRASHED", "links=[br0 br1 lo vl0 vl0.5 vl1 vl1.7 ] netns=[vl]")
+	has("CLEANED", "links=[br0 br1 lo ] vlans=[] netns=[] cgroups=[]")
 	has("GUEST", "overlays=[0] cgroups=[]")
 	if g := line("GUEST"); strings.Contains(g, "vl0") || strings.Contains(g, "eth") {
 		t.Errorf("interfaces left in the guest: %s", g)
