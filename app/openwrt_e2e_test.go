@@ -80,7 +80,7 @@ cmp /usr/lib/opkg/status /mnt/status.before && echo BASE-SAME-END
 	}
 	wantAll(t, res, "PLAIN-OPKG-WROTE-CARD-DEST", "POSTINST-RAN", "NO-CARD-DEST-JUNK", "GONE", "BASE-SAME\n", "NO-JUNK-IN-BASE", "REMOVED", "BASE-SAME-END",
 		"hello from the card\nPOSTINST-RAN", "/etc/opkg.conf:5", "leaves that line out",
-		"installed on the card: hello 1.0-1, libfoo 1.0-1 (200.0 KiB)")
+		"installed on the card: hello 1.0-1, libfoo 1.0-1 (+200.0 KiB installed size, ")
 	if strings.Contains(res.Stderr, "(0 B)") {
 		t.Errorf("summary size still 0 B:\n%s", res)
 	}

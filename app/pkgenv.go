@@ -99,11 +99,7 @@ func change(c *cli.Context, op pkgmgr.Op, args []string) error {
 		if op == pkgmgr.OpUpgrade {
 			verb = "upgraded"
 		}
-		size := ""
-		if res.Plan != nil {
-			size = " (" + pkgmgr.HumanSize(max(res.Plan.InstallSize, 0)) + ")"
-		}
-		say("%s on the card: %s%s", verb, strings.Join(names, ", "), size)
+		say("%s on the card: %s%s", verb, strings.Join(names, ", "), sizeNote(res))
 		if res.Plan != nil && len(res.Plan.Remove) > 0 {
 			say("removed: %s", strings.Join(planNames(res.Plan.Remove), ", "))
 		}
@@ -123,6 +119,30 @@ func change(c *cli.Context, op pkgmgr.Op, args []string) error {
 		say("these processes now hold the card (stop them before eject): %s", strings.Join(s, "; "))
 	}
 	return nil
+}
+
+// sizeNote is the summary's size: the change in installed size the
+// package manager states (an upgrade's can be zero or negative: the new
+// versions against the old), and what the transaction's layer holds on
+// the card (an upgraded base package is there whole, the old version
+// stays in the base). Nothing when neither is known.
+func sizeNote(res *pkgflow.Result) string {
+	var s []string
+	if res.Plan != nil {
+		switch n := res.Plan.InstallSize; {
+		case n > 0:
+			s = append(s, "+"+pkgmgr.HumanSize(n)+" installed size")
+		case n < 0:
+			s = append(s, "-"+pkgmgr.HumanSize(-n)+" installed size")
+		}
+	}
+	if res.CardBytes >= 0 {
+		s = append(s, pkgmgr.HumanSize(res.CardBytes)+" on the card")
+	}
+	if len(s) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(s, ", ") + ")"
 }
 
 func planNames(ps []pkgmgr.Package) []string {

@@ -60,7 +60,7 @@ apt1() {
 ov1() {
   unshare -m --propagation private bash -c "
     set -e; D=$D; $(declare -f now)
-    rm -f $D/card.img; mkdir -p /run/ovpkg; mount -t tmpfs -o size=4m r /run/ovpkg
+    rm -f $D/card.img; mkdir -p /run/ovpkg; mount -t tmpfs -o mode=0700,size=4m r /run/ovpkg
     export OVPKG_CONFIG=$D/ovpkg.conf
     printf 'MOUNTPOINT=%%s\nOVERLAY_DIRS=\"usr etc var\"\nARCHIVE_DIR=%%s\nKEEP_ARCHIVES=yes\n' $D/card $D/archives > \$OVPKG_CONFIG
     mkoverlay 1024 $D/card.img >/dev/null; ovmount >/dev/null
@@ -83,7 +83,10 @@ done
 		nstest.Skip(b, "benchmark script (archive unreachable?): %s", r)
 	}
 	var ov, apt []float64
-	phases := map[string][]float64{}
+	// Per ovpkg run: the time from one phase line to the next phase's
+	// (progress and heartbeat lines of the same phase do not split it),
+	// summed per phase; the medians are over runs.
+	var runs []map[string]float64
 	var last float64
 	var lastPhase string
 	for _, l := range strings.Split(r.Stdout, "\n") {
@@ -93,8 +96,9 @@ done
 			apt = append(apt, ms(f[1]))
 		case len(f) == 3 && f[0] == "OV":
 			ov = append(ov, ms(f[1]))
+			runs = append(runs, map[string]float64{})
 			last, lastPhase = ms(f[2]), "before the package manager"
-		case len(f) >= 3 && f[0] == "PHASE":
+		case len(f) >= 3 && f[0] == "PHASE" && len(runs) > 0:
 			ts := ms(f[1])
 			name := ""
 			switch {
@@ -110,10 +114,17 @@ done
 			case strings.Contains(l, "installed on the card"):
 				name = "end"
 			}
-			if name != "" {
-				phases[lastPhase] = append(phases[lastPhase], ts-last)
+			if name != "" && name != lastPhase {
+				runs[len(runs)-1][lastPhase] += ts - last
 				last, lastPhase = ts, name
 			}
+		}
+	}
+	b.Logf("%s: ovpkg ms %v, apt ms %v (alternating, first pair apt first)", pkg, round(ov), round(apt))
+	phases := map[string][]float64{}
+	for _, run := range runs {
+		for name, v := range run {
+			phases[name] = append(phases[name], v)
 		}
 	}
 	if len(ov) == 0 || len(apt) == 0 {
@@ -132,7 +143,16 @@ done
 }
 
 // heartbeat matches the progress lines a running phase repeats.
-var heartbeat = regexp.MustCompile(`\(\d+s\)$`)
+// ("(12s)", "(1m0s)").
+var heartbeat = regexp.MustCompile(`\((\d+m)?\d+s\)$`)
+
+func round(v []float64) []int {
+	var out []int
+	for _, x := range v {
+		out = append(out, int(x+0.5))
+	}
+	return out
+}
 
 func ms(ns string) float64 {
 	v, _ := strconv.ParseFloat(ns, 64)

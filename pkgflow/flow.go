@@ -53,6 +53,9 @@ type Result struct {
 	Holders []busy.Holder
 	// Freed is what deleting the verb's downloads freed (KEEP_ARCHIVES=no).
 	Freed int64
+	// CardBytes is what the verb's transaction holds on the card (its
+	// layer after the trim, as the history records it); -1 when unknown.
+	CardBytes int64
 }
 
 // Change runs a package verb (pkgmgr.OpInstall, OpUpgrade, OpRemove,
@@ -117,7 +120,7 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 		return nil, err
 	}
 	defer e.Close()
-	res = &Result{Op: op, Args: args}
+	res = &Result{Op: op, Args: args, CardBytes: -1}
 	if arch, err = openArchives(e.mountOpt, e.Rec, e.Root); err != nil {
 		return res, err
 	}
@@ -172,6 +175,7 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 	}
 	ran := false
 	var run *pkgmgr.RunResult
+	hist0 := e.history()
 	err = txn.Run(e.mountOpt, string(op), args, func() error {
 		ran = true
 		var rerr error
@@ -220,8 +224,27 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 	if err != nil {
 		return res, err
 	}
+	// This run's history line (an untracked run's counts the whole top
+	// layer: not this verb's alone).
+	if h := e.history(); len(h) > len(hist0) {
+		for _, x := range h[len(hist0):] {
+			if x.Event == "txn" {
+				res.CardBytes = x.Bytes
+			}
+		}
+	}
 	res.Holders = e.Holders()
 	return res, nil
+}
+
+// history is the card's transaction history (nil when unreadable).
+func (e *Env) history() []txn.Entry {
+	c, err := txn.Open(e.mountOpt)
+	if err != nil {
+		return nil
+	}
+	h, _ := c.History()
+	return h
 }
 
 // checkPlan refuses what would touch the base (a removal of its packages,
