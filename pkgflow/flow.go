@@ -124,6 +124,11 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 	if arch, err = openArchives(e.mountOpt, e.Rec, e.Root); err != nil {
 		return res, err
 	}
+	// Before the plan: opkg's plan downloads into its cache there, and
+	// those files are the verb's downloads too.
+	if err := arch.begin(); err != nil {
+		return res, fmt.Errorf("archive directory %s: %w", arch.dir, err)
+	}
 	req := pkgmgr.Request{Op: op, Args: args, ArchiveDir: arch.dir}
 	d, err := e.ReadDBs()
 	if err != nil {
@@ -170,9 +175,6 @@ func Change(ctx context.Context, opt Options, op pkgmgr.Op, args []string) (res 
 		}
 	}
 
-	if err := arch.begin(); err != nil {
-		return res, fmt.Errorf("archive directory %s: %w", arch.dir, err)
-	}
 	ran := false
 	var run *pkgmgr.RunResult
 	hist0 := e.history()

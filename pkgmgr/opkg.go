@@ -123,7 +123,7 @@ func (o *Opkg) Argv(op Op, args []string, ao ArgvOptions) ([]string, error) {
 		return nil, err
 	}
 	if ao.ArchiveDir != "" && op != OpRaw {
-		pre = append(pre, "-t", ao.ArchiveDir)
+		pre = append(pre, opkgArchiveFlags(ao.ArchiveDir)...)
 	}
 	cmd := func(a ...string) []string { return append(append([]string{}, pre...), a...) }
 	switch op {
@@ -252,9 +252,22 @@ func (o *Opkg) Job(req Request, plan *Plan) (*Job, error) {
 	return &Job{Argv: argv}, nil
 }
 
+// opkgArchiveFlags puts opkg's temporary directory (-t: where it
+// downloads and unpacks) and its package cache (--cache) in the archive
+// directory. `opkg --noaction install`, the plan, downloads the whole
+// closure (it checks sizes, checksums and file clashes); with the cache
+// the job that follows finds each package there, checks its checksum
+// against the package list and copies it instead of downloading it again
+// (opkg-lede bypasses its cache for file:// feeds, which it copies
+// anyway). The cached files are the verb's downloads: deleted after it
+// unless KEEP_ARCHIVES=yes.
+func opkgArchiveFlags(dir string) []string {
+	return []string{"-t", dir, "--cache", dir}
+}
+
 // planNoaction runs `opkg --noaction VERB ARGS` for the closure. opkg
-// downloads every package of it even then: into archiveDir (-t), on the
-// card, not into /tmp (RAM on OpenWrt).
+// downloads every package of it even then: into archiveDir (-t, --cache),
+// on the card, not into /tmp (RAM on OpenWrt).
 func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bool, verb string, args []string, archiveDir string) (*Plan, error) {
 	if err := o.CheckTools(); err != nil {
 		return nil, err
@@ -267,7 +280,7 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 		plan.Notes = append(plan.Notes, note)
 	}
 	if archiveDir != "" {
-		pre = append(pre, "-t", archiveDir)
+		pre = append(pre, opkgArchiveFlags(archiveDir)...)
 	}
 	out, _, err := o.x(ctx, append(append(append([]string{}, pre...), "--noaction", verb), args...))
 	if err != nil {

@@ -50,8 +50,12 @@ type FlattenResult struct {
 // then renamed into place; an interruption leaves the source untouched
 // and no image at To.
 func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
-	// The plan holds an entry per file: collect garbage more eagerly
-	// (measured: 30k files, peak RSS 24 MB -> 20 MB, same time).
+	// The copy streams (layer.Squash): the live heap stays small, and
+	// collecting more eagerly keeps the garbage of the walk (paths, stat
+	// results) from growing the heap. Measured on the busybox root, 30 000
+	// files: GOGC 100 11.4 MB peak RSS, 50 9.7 MB, 25 9.7 MB;
+	// SetMemoryLimit(6 MiB) on top 8.3-8.7 MB but run times erratic (up
+	// to 4x): not used.
 	defer debug.SetGCPercent(debug.SetGCPercent(50))
 	start := time.Now()
 	abs, err := filepath.Abs(o.To)
