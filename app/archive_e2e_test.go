@@ -145,15 +145,20 @@ func TestArchiveAskBeforeDownload(t *testing.T) {
 	nstest.RequireRoot(t)
 	nstest.Need(t, "script")
 	needArchive(t, "sl")
-	r, _ := pkgRun(t, 64, usedKiB+`
+	// A card big enough for an upgrade of the whole base (a sparse
+	// image): the upgrade's refusal is then the question's, not space's.
+	r, _ := pkgRun(t, 4096, usedKiB+`
 set +e
 ovmount >/dev/null
 U0=$(used)
-ovpkg install sl </dev/null; echo "INSTALL-NOTTY=$?"
+ovpkg install sl </dev/null 2> $D/t/install.log; echo "INSTALL-NOTTY=$?"
+cat $D/t/install.log
 ovpkg upgrade </dev/null > $D/t/upgrade.log 2>&1; echo "UPGRADE-NOTTY=$?"
 grep -c '^ovpkg: to upgrade' $D/t/upgrade.log
 tail -1 $D/t/upgrade.log
-ls -A "$D/t/card/ovpkg/cache/archives" | grep -v '^partial$\|^lock$' || echo NOTHING-DOWNLOADED
+for v in install upgrade; do grep -q 'not asking without a terminal; run again with --yes (-y)' $D/t/$v.log && echo "$v-NAMES-THE-FLAG"; done
+# nothing downloaded, not even partly
+find "$D/t/card/ovpkg/cache/archives" -type f ! -name lock | grep . || echo NOTHING-DOWNLOADED
 echo n | script -qec "ovpkg install sl" /dev/null; echo "ANSWER-N=$?"
 dpkg-query -W sl 2>/dev/null || echo NOT-INSTALLED
 U1=$(used)
@@ -161,14 +166,16 @@ echo "USED $U0 $U1 $U1"
 `+archiveCacheLate(t)+`
 echo y | script -qec "ovpkg install sl" /dev/null; echo "ANSWER-Y=$?"
 dpkg-query -W -f='${Status}\n' sl
-ovpkg remove sl </dev/null; echo "REMOVE-NOTTY=$?"
+ovpkg remove sl </dev/null 2> $D/t/remove.log; echo "REMOVE-NOTTY=$?"
+cat $D/t/remove.log
+grep -q 'not asking without a terminal; run again with --yes (-y)' $D/t/remove.log && echo remove-NAMES-THE-FLAG
 echo y | script -qec "ovpkg remove sl" /dev/null; echo "REMOVE-Y=$?"
 dpkg-query -W sl 2>/dev/null || echo REMOVED
 eject >/dev/null
 baseSame && echo BASE-SAME
 `)
 	wantOut(t, r, "to install (1): sl 5.02-1+b1", "INSTALL-NOTTY=1", "not asking without a terminal; run again with --yes (-y)",
-		"UPGRADE-NOTTY=1", "NOTHING-DOWNLOADED", "Do you want to continue? [Y/n]", "not confirmed", "ANSWER-N=1", "NOT-INSTALLED",
+		"UPGRADE-NOTTY=1", "install-NAMES-THE-FLAG", "upgrade-NAMES-THE-FLAG", "remove-NAMES-THE-FLAG", "NOTHING-DOWNLOADED", "Do you want to continue? [Y/n]", "not confirmed", "ANSWER-N=1", "NOT-INSTALLED",
 		"ANSWER-Y=0", "install ok installed", "REMOVE-NOTTY=1", "to remove (1): sl", "REMOVE-Y=0", "REMOVED", "BASE-SAME")
 	if strings.Count(r.Stdout+r.Stderr, "nothing was changed") < 3 {
 		t.Errorf("refusals do not say nothing was changed: %s", r)

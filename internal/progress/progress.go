@@ -42,6 +42,7 @@ type Printer struct {
 	detail  string
 	drawn   bool      // the status line is on the screen (tty)
 	partial bool      // other output left a line unfinished
+	partW   io.Writer // where (p.w or a wrapped writer)
 	lastOut time.Time // last time anything was printed
 	lastBar time.Time
 	stop    chan struct{}
@@ -99,6 +100,7 @@ func (p *Printer) Say(format string, a ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.clear()
+	p.endPartial()
 	fmt.Fprintf(p.w, p.prefix+format+"\n", a...)
 	p.lastOut = p.now()
 	p.draw(true)
@@ -110,6 +112,7 @@ func (p *Printer) Phase(name, format string, a ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.clear()
+	p.endPartial()
 	fmt.Fprintf(p.w, p.prefix+format+"\n", a...)
 	p.phase, p.pct, p.detail = name, -1, ""
 	p.started = p.now()
@@ -147,7 +150,7 @@ func (p *Printer) Write(b []byte) (int, error) {
 	}
 	p.clear()
 	n, err := p.w.Write(b)
-	p.partial = b[len(b)-1] != '\n'
+	p.partial, p.partW = b[len(b)-1] != '\n', p.w
 	p.lastOut = p.now()
 	p.draw(true)
 	return n, err
@@ -172,7 +175,7 @@ func (x *wrapped) Write(b []byte) (int, error) {
 	}
 	p.clear()
 	n, err := x.w.Write(b)
-	p.partial = b[len(b)-1] != '\n'
+	p.partial, p.partW = b[len(b)-1] != '\n', x.w
 	p.lastOut = p.now()
 	p.draw(true)
 	return n, err
@@ -217,6 +220,7 @@ func (p *Printer) heartbeat() {
 		return
 	}
 	if p.now().Sub(p.lastOut) >= Heartbeat {
+		p.endPartial()
 		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.status(false))
 		p.lastOut = p.now()
 	}
@@ -279,6 +283,15 @@ func (p *Printer) draw(now bool) {
 	fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 	p.drawn = true
 	p.lastBar = p.now()
+}
+
+// endPartial ends a line other output left unfinished ("Reading package
+// lists..."), so that our own line starts a line of its own.
+func (p *Printer) endPartial() {
+	if p.partial {
+		fmt.Fprint(p.partW, "\n")
+		p.partial = false
+	}
 }
 
 func (p *Printer) clear() {

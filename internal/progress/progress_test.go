@@ -89,3 +89,34 @@ func TestBar(t *testing.T) {
 		}
 	}
 }
+
+// Output that left its line unfinished (apt's "Reading package lists...")
+// does not get our lines glued to it: a heartbeat, a message or a phase
+// starts a line of its own.
+func TestOwnLinesAfterPartialOutput(t *testing.T) {
+	var out syncBuf
+	c := &clock{t: time.Unix(1000, 0)}
+	p := newPrinter(&out, "ovpkg: ", false, 0, c.now)
+	defer p.Close()
+	p.Phase("running", "running apt-get install -y sl")
+	p.Write([]byte("Reading package lists..."))
+	c.add(Heartbeat + time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(out.String(), "ovpkg: running (3s)") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no heartbeat line: %q", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	p.Write([]byte("Building dependency tree..."))
+	p.Say("a message")
+	p.Write([]byte("Reading state information..."))
+	p.Phase("checking", "checking the archives")
+	s := out.String()
+	for _, want := range []string{"Reading package lists...\novpkg: running (3s)\n", "Building dependency tree...\novpkg: a message\n",
+		"Reading state information...\novpkg: checking the archives\n"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("lacks %q: %q", want, s)
+		}
+	}
+}
