@@ -2,13 +2,11 @@ package app_test
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ovpkg/ovpkg/internal/nstest"
 	"github.com/ovpkg/ovpkg/pkgmgr/debtest"
@@ -242,34 +240,17 @@ baseSame && echo BASE-SAME
 // Debian's archive answers.
 func needArchive(t *testing.T, pkgs ...string) {
 	t.Helper()
-	nstest.Need(t, "apt-get")
-	out, err := exec.Command("apt-get", append([]string{"install", "--print-uris", "-qq", "-o", "Dir::Cache::Archives=/nonexistent/"}, pkgs...)...).Output()
-	if err != nil {
-		nstest.Skip(t, "apt-get cannot resolve %s (%v): run apt-get update", strings.Join(pkgs, " "), err)
-	}
-	f := strings.Fields(string(out))
-	if len(f) == 0 {
-		return // installed in the base already: nothing to fetch
-	}
-	uri := strings.Trim(f[0], "'")
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Head(uri)
-	if err != nil {
-		nstest.Skip(t, "the archive is unreachable (%s: %v)", uri, err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		nstest.Skip(t, "the archive answers %s for %s", resp.Status, uri)
-	}
+	nstest.NeedArchive(t, pkgs...)
 }
 
 // archiveCache is a script fragment: the test cache of Debian archives
-// (kept between runs) bind-mounted at $D/t/archives, outside the overlaid
-// directories, and named in the config as ARCHIVE_DIR with
-// KEEP_ARCHIVES=yes, so apt finds them warm. Run it before ovmount.
+// (kept between runs, one directory per test: nstest.AptArchives, so that
+// two apt runs never meet on its lock) bind-mounted at $D/t/archives,
+// outside the overlaid directories, and named in the config as
+// ARCHIVE_DIR with KEEP_ARCHIVES=yes, so apt finds them warm. Run it
+// before ovmount.
 func archiveCache(t *testing.T) string {
-	dir := nstest.CacheDir(t, "apt-archives")
-	os.Chmod(dir, 0o755) // apt's _apt user reaches partial/ through it
+	dir := nstest.AptArchives(t, "app-"+t.Name())
 	return fmt.Sprintf(`
 mkdir -p "$D/t/archives"; mount --bind %q "$D/t/archives"
 echo "ARCHIVE_DIR=$D/t/archives" >> "$OVPKG_CONFIG"
