@@ -82,6 +82,9 @@ func InitMain() int {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGPWR)
 	r := newReaper()
+	if err := r.protect(); err != nil {
+		say(msgNote + err.Error())
+	}
 	go r.run()
 	if err := setupRoot(&spec, r); err != nil {
 		say(msgError + err.Error())
@@ -273,6 +276,31 @@ type reaper struct {
 	waiters map[int]chan unix.WaitStatus
 	empty   chan struct{} // gets a value whenever no child is left
 	chld    chan os.Signal
+	oomAdj  string // PID 1's oom_score_adj as inherited, given back to its children ("" = not protected)
+}
+
+// pid1OOMScoreAdj keeps the OOM killer off PID 1 while anything else of
+// the subhost can go: a cgroup OOM (MEMORY) chooses by the processes' own
+// memory, and PID 1, a Go program, is often the biggest of a small
+// subhost; its death ends the whole subhost. -999 rather than -1000: as a
+// last resort it can still be chosen.
+const pid1OOMScoreAdj = "-999"
+
+const oomScoreAdjFile = "/proc/self/oom_score_adj"
+
+// protect lowers PID 1's oom_score_adj, remembering the inherited value
+// for its children (spawn).
+func (r *reaper) protect() error {
+	b, err := os.ReadFile(oomScoreAdjFile)
+	if err != nil {
+		return fmt.Errorf("PID 1 stays as likely an OOM victim as any process: %w", err)
+	}
+	orig := strings.TrimSpace(string(b))
+	if err := os.WriteFile(oomScoreAdjFile, []byte(pid1OOMScoreAdj), 0); err != nil {
+		return fmt.Errorf("PID 1 stays as likely an OOM victim as any process: setting its oom_score_adj to %s: %w", pid1OOMScoreAdj, err)
+	}
+	r.oomAdj = orig
+	return nil
 }
 
 func newReaper() *reaper {
@@ -324,6 +352,19 @@ func (r *reaper) spawn(argv, env []string) (int, chan unix.WaitStatus, error) {
 	c := make(chan unix.WaitStatus, 1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	// A child inherits oom_score_adj at fork: PID 1 takes back its
+	// inherited value for the fork only (spawn is PID 1's only fork, and
+	// it holds r.mu), so that nothing it starts shares its protection.
+	if r.oomAdj != "" {
+		if err := os.WriteFile(oomScoreAdjFile, []byte(r.oomAdj), 0); err != nil {
+			return 0, nil, fmt.Errorf("%s: giving it oom_score_adj %s: %w", path, r.oomAdj, err)
+		}
+		defer func() {
+			if err := os.WriteFile(oomScoreAdjFile, []byte(pid1OOMScoreAdj), 0); err != nil {
+				fmt.Fprintf(os.Stderr, "%s: PID 1 is no longer kept off the OOM killer: %v\n", InitArg0, err)
+			}
+		}()
+	}
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   env,

@@ -28,13 +28,14 @@ echo "MODULES $(lsmod | awk 'NR>1 {print $1}' | sort | tr '\n' ' ')"
 newhost() {
 	n=$1; shift
 	mkdir -p /tmp/$n/root /tmp/$n/work /tmp/$n/live
-	{ echo BASE=.; echo LOG=/tmp/$n.log; echo START=none; for l in "$@"; do echo "$l"; done; } > /tmp/$n/$n.conf
+	{ echo BASE=.; echo LOG=/tmp/$n.log; for l in "$@"; do echo "$l"; done; } > /tmp/$n/$n.conf
 }
 initpid() { sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p' /run/ovpkg/subhosts/$1.json; }
 trap 'for n in lim vl; do ovpkg subhost stop $n >/dev/null 2>&1; done; cat /tmp/lim.log /tmp/vl.log 2>/dev/null' EXIT
 
 # --- 1. limits -------------------------------------------------------
-newhost lim MEMORY=32M CPU=50% PIDS=20
+# START=hold: /etc/init.d/hold leaves a sleep behind (a service).
+newhost lim START=hold MEMORY=32M CPU=50% PIDS=20
 ovpkg subhost check /tmp/lim/lim.conf
 ovpkg subhost start /tmp/lim/lim.conf
 L=$CG/ovpkg/lim
@@ -51,6 +52,21 @@ echo "INENTER $(ovpkg subhost enter lim -- cat /proc/self/cgroup)"
 ovpkg subhost enter lim -- dd if=/dev/zero of=/dev/null bs=8M count=2
 rc=0; ovpkg subhost enter lim -- dd if=/dev/zero of=/dev/null bs=48M count=1 || rc=$?
 echo "MEMORY rc=$rc $(grep -E '^(oom|oom_kill) ' $L/memory.events | tr '\n' ' ')"
+
+# tmpfs pages are charged to the cgroup but belong to no process:
+# filling the subhost's /run past MEMORY makes the OOM killer choose by
+# the processes' own memory, where PID 1 (ovpkg, a Go program) is the
+# biggest. It must not be the one: PID 1 has oom_score_adj -999, what it
+# starts gets its original value back.
+hold=
+for p in $(cat $L/cgroup.procs); do [ "$(cat /proc/$p/comm)" = sleep ] && hold=$p; done
+test -n "$hold" || fail "the hold service's sleep is not in $L"
+echo "OOMADJ init=$(cat /proc/$init/oom_score_adj) service=$(cat /proc/$hold/oom_score_adj) rss_init=$(sed -n 's/^VmRSS: *//p' /proc/$init/status)"
+rc=0; ovpkg subhost enter lim -- dd if=/dev/zero of=/run/fill bs=64k count=1000 || rc=$?
+alive=dead; [ -e /proc/$init ] && alive=alive
+echo "FILL rc=$rc init=$alive $(grep '^oom_kill ' $L/memory.events)"
+test $alive = alive || fail "the OOM killer chose the subhost's PID 1"
+ovpkg subhost enter lim -- rm /run/fill
 
 # CPU: a busy loop for 1.5 s at 50% is throttled.
 t0=$(sed -n 's/^nr_throttled //p' $L/cpu.stat)
@@ -83,7 +99,7 @@ echo "STOPPED lim: $(sed -n 's/.*"reason": "\(.*\)".*/\1/p' /run/ovpkg/subhosts/
 # joins br1; its VLAN 7 (vl1.7) has no bridge and gets the host's
 # address. Then a crash: the supervisor SIGKILLed, the next stop removes
 # what its record lists.
-newhost vl "CABLES='=02:00:5e:00:53:01 br0=.5 br1=02:00:5e:00:53:02 =.7'"
+newhost vl START=none "CABLES='=02:00:5e:00:53:01 br0=.5 br1=02:00:5e:00:53:02 =.7'"
 unshare --net --mount sh -exc '
 fail() { echo "FAIL: $*"; exit 1; }
 mount -t sysfs sysfs /sys
@@ -127,6 +143,7 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	r := qemutest.NewRig(t)
 	root := r.Root(t, "", map[string]string{"vm": vmStep}, func(d *qemutest.Dir) {
 		d.Modules(r.K, "overlay", "loop", "ext4", "veth", "bridge", "8021q")
+		d.Write("etc/init.d/hold", "#!/bin/sh\n[ \"$1\" = start ] && sleep 1000 </dev/null >/dev/null 2>&1 &\nexit 0\n", 0o755)
 	})
 	b := r.BootStep(t, "subhost-vm", "init=/sbin/init cgroup_no_v1=all", "vm", root)
 	b.OK(t)
@@ -168,6 +185,8 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	if num(mem, `rc=(\d+)`) != 137 || num(mem, `oom_kill (\d+)`) < 1 {
 		t.Errorf("memory limit did not bite: %s", mem)
 	}
+	has("OOMADJ", "init=-999 service=0 ")
+	has("FILL", "rc=137 init=alive")
 	cpu := line("CPU")
 	if num(cpu, `nr_throttled \d+ -> (\d+)`) <= num(cpu, `nr_throttled (\d+) ->`) {
 		t.Errorf("cpu limit did not throttle: %s", cpu)
@@ -194,5 +213,9 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	if g := line("GUEST"); strings.Contains(g, "vl0") || strings.Contains(g, "eth") {
 		t.Errorf("interfaces left in the guest: %s", g)
 	}
-	t.Logf("one boot, %v", b.Took)
+	var seen []string
+	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
+		seen = append(seen, l)
+	}
+	t.Logf("one boot, %v; the guest saw:\n%s", b.Took, strings.Join(seen, "\n"))
 }
