@@ -187,3 +187,34 @@ func removeCgroup(dir string) error {
 		delay = min(2*delay, 50*time.Millisecond)
 	}
 }
+
+// oomKills is the cgroup's oom_kill count from memory.events: processes
+// the OOM killer killed because the cgroup reached memory.max (0 when
+// unknown).
+func oomKills(dir string) int64 {
+	b, err := os.ReadFile(filepath.Join(dir, "memory.events"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "oom_kill "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// oomNote is what the end of a subhost's record says about OOM kills in
+// its cgroup while it ran ("" for none).
+func oomNote(dir string, memory int64) string {
+	n := oomKills(dir)
+	if n == 0 {
+		return ""
+	}
+	limit := fmt.Sprintf("%d bytes", memory)
+	if memory%(1<<20) == 0 {
+		limit = fmt.Sprintf("%dM", memory>>20)
+	}
+	return fmt.Sprintf("; the OOM killer killed %d process(es) in it (MEMORY=%s reached)", n, limit)
+}

@@ -71,3 +71,18 @@ func TestCgroup2Root(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+func TestOOMNote(t *testing.T) {
+	dir := t.TempDir()
+	if n := oomNote(dir, 32<<20); n != "" {
+		t.Errorf("no memory.events: %q", n)
+	}
+	os.WriteFile(filepath.Join(dir, "memory.events"), []byte("low 0\nhigh 0\nmax 7\noom 2\noom_kill 2\noom_group_kill 0\n"), 0o644)
+	if n := oomNote(dir, 32<<20); n != "; the OOM killer killed 2 process(es) in it (MEMORY=32M reached)" {
+		t.Errorf("%q", n)
+	}
+	os.WriteFile(filepath.Join(dir, "memory.events"), []byte("oom 0\noom_kill 0\n"), 0o644)
+	if n := oomNote(dir, 32<<20); n != "" {
+		t.Errorf("none: %q", n)
+	}
+}

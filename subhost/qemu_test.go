@@ -198,7 +198,9 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	if n := num(line("INCGROUP"), `sleeps=(\d+)`); n < 1 || n > 19 {
 		t.Errorf("the fork loop's sleeps in the cgroup: %d", n)
 	}
-	has("STOPPED", "stopped by SIGTERM")
+	if s := line("STOPPED"); !regexp.MustCompile(`^lim: stopped by SIGTERM; the OOM killer killed \d+ process\(es\) in it \(MEMORY=32M reached\)$`).MatchString(s) {
+		t.Errorf("the record's reason %q does not say why and that the OOM killer struck", s)
+	}
 	has("HOSTVLAN", "vl0.5 | 5 | vl0;vl1.7 | 7 | vl1;")
 	has("SUBVLAN", "eth0.5 | 5 | eth0;eth1.7 | 7 | eth1;")
 	has("SUBMAC", "02:00:5e:00:53:01 02:00:5e:00:53:01 02:00:5e:00:53:02")
@@ -214,7 +216,7 @@ func TestVMLimitsAndVlans(t *testing.T) {
 		t.Errorf("interfaces left in the guest: %s", g)
 	}
 	var seen []string
-	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
+	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|STOPPED|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
 		seen = append(seen, l)
 	}
 	t.Logf("one boot, %v; the guest saw:\n%s", b.Took, strings.Join(seen, "\n"))

@@ -271,6 +271,9 @@ func Supervise(cfg *Config, opt StartOptions) (retErr error) {
 	if reason == "" {
 		reason = fmt.Sprintf("PID 1 ended unexpectedly: %v", waitErr)
 	}
+	if cfg.Memory > 0 {
+		reason += oomNote(st.Cgroup, cfg.Memory)
+	}
 	undo = nil
 	st.Reason = reason
 	err = cleanup(st)
