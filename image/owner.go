@@ -103,7 +103,7 @@ func CheckOwned(f *os.File) error {
 		return nil
 	}
 	var sfs unix.Statfs_t
-	if unix.Fstatfs(int(f.Fd()), &sfs) == nil && noOwners(sfs.Type) {
+	if unix.Fstatfs(int(f.Fd()), &sfs) == nil && noOwners(int64(sfs.Type)) {
 		fix = fatFix(uint64(st.Dev))
 	}
 	return &Error{Path: p, Msg: why + ": whoever can write it can put a setuid-root program on the card (" + fix + ")", Err: ErrNotRootOnly, quiet: true}
@@ -124,7 +124,7 @@ func noOwners(t int64) bool {
 func fatHint(at string) string {
 	var sfs unix.Statfs_t
 	var st unix.Stat_t
-	if at == "" || unix.Statfs(at, &sfs) != nil || !noOwners(sfs.Type) || unix.Stat(at, &st) != nil {
+	if at == "" || unix.Statfs(at, &sfs) != nil || !noOwners(int64(sfs.Type)) || unix.Stat(at, &st) != nil {
 		return ""
 	}
 	return " (" + fatFix(uint64(st.Dev)) + ")"

@@ -181,7 +181,7 @@ func OpenRoot(path string) (*Root, error) {
 		unix.Close(fd)
 		return nil, &Error{Root: path, Rel: ".", Op: "stat", Err: err}
 	}
-	return &Root{Path: filepath.Clean(path), fd: fd, Dev: st.Dev}, nil
+	return &Root{Path: filepath.Clean(path), fd: fd, Dev: uint64(st.Dev)}, nil
 }
 
 // Close releases the root's descriptor.
@@ -505,7 +505,7 @@ func removeAllAt(parent int, name string, dev uint64) error {
 		unix.Close(fd)
 		return err
 	}
-	if st.Dev != dev {
+	if uint64(st.Dev) != dev {
 		unix.Close(fd)
 		return unix.EXDEV
 	}
