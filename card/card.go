@@ -7,10 +7,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 
-	"github.com/ovpkg/ovpkg/internal/atomicfile"
+	"golang.org/x/sys/unix"
+
+	"github.com/ovpkg/ovpkg/internal/beneath"
 )
 
 // TopDir is the one directory ovpkg owns on a card.
@@ -106,121 +109,277 @@ func CheckDir(dir string) error {
 	return nil
 }
 
+// Rel is p relative to the card's root, for resolution beneath it ("."
+// for the root). A path that is not below the root is an error.
+func (l *Layout) Rel(p string) (string, error) {
+	rel, err := filepath.Rel(l.Root, filepath.Clean(p))
+	if err != nil || beneath.CheckRel(rel) != nil {
+		return "", &Error{Path: p, Msg: "is not below the card's root " + l.Root, Err: ErrCorrupt}
+	}
+	return rel, nil
+}
+
+// Do runs fn with the card's root opened for resolution beneath it
+// (internal/beneath: no link followed, no mount crossed).
+func (l *Layout) Do(fn func(r *beneath.Root) error) error { return beneath.Do(l.Root, fn) }
+
+// MaxStack and MaxFormat bound the card files read whole.
+const (
+	MaxStack  = 64 << 10
+	MaxFormat = 256
+)
+
+// relTop and friends are the layout's paths below the card's root.
+const (
+	relTop    = TopDir
+	relFormat = TopDir + "/FORMAT"
+	relStack  = TopDir + "/stack"
+	relLayers = TopDir + "/layers"
+)
+
+func relLayer(id string) string { return relLayers + "/" + id }
+func relTree(id string) string  { return relLayer(id) + "/tree" }
+func relUpper(id, dir string) string {
+	return relTree(id) + "/" + dir
+}
+func relWork(id, dir string) string { return relLayer(id) + "/work/" + EscapeDir(dir) }
+
+// MarkFile is the file ovpkg writes into every layer directory it
+// creates: "ovpkg-layer <id>\n". Recovery deletes a layer directory the
+// stack does not list only when it carries this mark (checked beneath the
+// card's root): nothing is deleted that ovpkg cannot show it created.
+const MarkFile = "ovpkg-layer"
+
+func markText(id string) string { return "ovpkg-layer " + id + "\n" }
+
+// refused turns a beneath error (a link, a mount point, a way off the
+// card) into a card error naming the path.
+func refused(path string, err error) error {
+	var ce *Error
+	if errors.As(err, &ce) {
+		return err
+	}
+	msg := err.Error()
+	var be *beneath.Error
+	if errors.As(err, &be) {
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			msg = "is or goes through a symbolic link: a card's ovpkg layout never has one, so this card was changed elsewhere; refused, nothing done (check the card on another machine)"
+		case errors.Is(err, unix.EXDEV):
+			msg = "leads off the card (a mount point or another filesystem): refused, nothing done"
+		default:
+			msg = fmt.Sprintf("%s: %v", be.Op, be.Err)
+		}
+		path = be.Root + "/" + be.Rel
+	}
+	return &Error{Path: filepath.Clean(path), Msg: msg, Err: err}
+}
+
 // Init creates the layout on a card that has none: FORMAT, a first layer
 // with an upper and a work directory for each of dirs, and the stack.
 // Everything is built under a temporary name and renamed into place, so
 // an interrupted Init leaves no half layout (a stale temporary is
 // removed by the next Init). Init refuses a card that already has one.
-func Init(root string, dirs []string) (_ *Layout, retErr error) {
+// Everything is resolved beneath the card's root.
+func Init(root string, dirs []string) (*Layout, error) {
 	l := New(root)
-	if _, err := os.Lstat(l.Top()); err == nil {
-		return nil, &Error{Path: l.Top(), Msg: "already has an ovpkg layout", Err: fs.ErrExist}
-	}
 	for _, d := range dirs {
 		if err := CheckDir(d); err != nil {
 			return nil, err
 		}
 	}
-	tmp := filepath.Join(l.Root, "."+TopDir+".init")
-	if err := os.RemoveAll(tmp); err != nil {
-		return nil, &Error{Path: tmp, Err: err}
-	}
-	defer func() {
-		if retErr != nil {
-			os.RemoveAll(tmp)
+	err := l.Do(func(r *beneath.Root) (retErr error) {
+		if _, err := r.Lstat(relTop); err == nil {
+			return &Error{Path: l.Top(), Msg: "already has an ovpkg layout", Err: fs.ErrExist}
+		} else if !errors.Is(err, unix.ENOENT) {
+			return refused(l.Top(), err)
 		}
-	}()
-	tl := &Layout{Root: l.Root}
-	// Build the tree under tmp by pretending tmp is the top directory.
-	build := func(p string) string { return filepath.Join(tmp, strings.TrimPrefix(p, l.Top())) }
-	if err := os.MkdirAll(build(tl.LayerDir(FirstLayer)), 0o755); err != nil {
-		return nil, &Error{Path: tmp, Msg: "cannot create the layout (is the card writable?)", Err: err}
-	}
-	for _, d := range dirs {
-		if err := mkdirs(build(tl.Upper(FirstLayer, d)), build(tl.Work(FirstLayer, d))); err != nil {
-			return nil, err
+		tmp := "." + TopDir + ".init"
+		if err := r.RemoveAll(tmp); err != nil {
+			return refused(r.Join(tmp), err)
 		}
-	}
-	if err := writeAtomic(build(l.FormatFile()), fmt.Sprintf("%s %d\n", formatMagic, Format)); err != nil {
+		defer func() {
+			if retErr != nil {
+				if err := r.RemoveAll(tmp); err != nil {
+					retErr = errors.Join(retErr, refused(r.Join(tmp), err))
+				}
+			}
+		}()
+		in := func(rel string) string { return tmp + strings.TrimPrefix(rel, relTop) }
+		if err := r.MkdirAll(in(relLayers), 0o755); err != nil {
+			return &Error{Path: r.Join(tmp), Msg: "cannot create the layout (is the card writable?): " + err.Error(), Err: err}
+		}
+		if err := newLayerDir(r, in(relLayer(FirstLayer)), FirstLayer); err != nil {
+			return err
+		}
+		for _, d := range dirs {
+			if err := mkdirs(r, in(relUpper(FirstLayer, d)), in(relWork(FirstLayer, d))); err != nil {
+				return err
+			}
+		}
+		if err := r.WriteFile(in(relFormat), []byte(fmt.Sprintf("%s %d\n", formatMagic, Format)), 0o644); err != nil {
+			return refused(l.FormatFile(), err)
+		}
+		if err := r.WriteFile(in(relStack), []byte(FirstLayer+"\n"), 0o644); err != nil {
+			return refused(l.StackFile(), err)
+		}
+		if err := r.Rename(tmp, relTop); err != nil {
+			return refused(l.Top(), err)
+		}
+		return r.SyncDir(".")
+	})
+	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(build(l.StackFile()), FirstLayer+"\n"); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, l.Top()); err != nil {
-		return nil, &Error{Path: l.Top(), Err: err}
-	}
-	syncDir(l.Root)
 	return l, nil
+}
+
+// newLayerDir creates the layer directory rel with ovpkg's mark in it.
+func newLayerDir(r *beneath.Root, rel, id string) error {
+	if err := r.Mkdir(rel, 0o755); err != nil {
+		return refused(r.Join(rel), err)
+	}
+	if err := r.WriteFile(rel+"/"+MarkFile, []byte(markText(id)), 0o644); err != nil {
+		return refused(r.Join(rel), err)
+	}
+	return nil
 }
 
 // Open checks the layout of a card mounted at root: FORMAT must name a
 // version this code understands and the stack must list existing layers.
 // A card without the top directory gives ErrNotInitialized; a newer format
-// gives ErrNewerFormat with a message that says to upgrade ovpkg.
+// gives ErrNewerFormat with a message that says to upgrade ovpkg. Every
+// path is resolved beneath the card's root: a link or a mount point where
+// the layout has a directory or file is refused.
 func Open(root string) (*Layout, error) {
 	l := New(root)
-	st, err := os.Lstat(l.Top())
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, &Error{Path: l.Top(), Msg: "no ovpkg layout on the card", Err: ErrNotInitialized}
-	}
+	err := l.Do(func(r *beneath.Root) error {
+		st, err := r.Lstat(relTop)
+		if errors.Is(err, unix.ENOENT) {
+			return &Error{Path: l.Top(), Msg: "no ovpkg layout on the card", Err: ErrNotInitialized}
+		}
+		if err != nil {
+			return refused(l.Top(), err)
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return refused(l.Top(), &beneath.Error{Root: r.Path, Rel: relTop, Op: "open", Err: unix.ELOOP})
+		}
+		if _, err := r.Dir(relTop); err != nil {
+			if errors.Is(err, unix.ENOTDIR) {
+				return &Error{Path: l.Top(), Msg: "is not a directory", Err: ErrCorrupt}
+			}
+			return refused(l.Top(), err)
+		}
+		b, err := r.ReadFile(relFormat, MaxFormat)
+		if err != nil {
+			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+				return refused(l.FormatFile(), err)
+			}
+			return &Error{Path: l.FormatFile(), Msg: "cannot read the layout version: " + errText(err), Err: ErrCorrupt}
+		}
+		v, err := ParseFormat(b)
+		if err != nil {
+			return &Error{Path: l.FormatFile(), Msg: err.Error(), Err: ErrCorrupt}
+		}
+		if v > Format {
+			return &Error{Path: l.FormatFile(), Msg: fmt.Sprintf("card layout version %d is newer than this ovpkg understands (%d); upgrade ovpkg before mounting this card", v, Format), Err: ErrNewerFormat}
+		}
+		_, err = l.layers(r)
+		return err
+	})
 	if err != nil {
-		return nil, &Error{Path: l.Top(), Err: err}
-	}
-	if !st.IsDir() {
-		return nil, &Error{Path: l.Top(), Msg: "is not a directory", Err: ErrCorrupt}
-	}
-	v, err := readFormat(l.FormatFile())
-	if err != nil {
-		return nil, err
-	}
-	if v > Format {
-		return nil, &Error{Path: l.FormatFile(), Msg: fmt.Sprintf("card layout version %d is newer than this ovpkg understands (%d); upgrade ovpkg before mounting this card", v, Format), Err: ErrNewerFormat}
-	}
-	if _, err := l.Layers(); err != nil {
 		return nil, err
 	}
 	return l, nil
 }
 
-func readFormat(p string) (int, error) {
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return 0, &Error{Path: p, Msg: "cannot read the layout version: " + err.Error(), Err: ErrCorrupt}
+// errText is err's message without the path (a beneath error's cause).
+func errText(err error) string {
+	var be *beneath.Error
+	if errors.As(err, &be) {
+		return be.Err.Error()
+	}
+	return err.Error()
+}
+
+// ParseFormat reads FORMAT's text: "ovpkg-card <version>".
+func ParseFormat(b []byte) (int, error) {
+	if len(b) > MaxFormat {
+		return 0, fmt.Errorf("layout version file larger than %d bytes", MaxFormat)
 	}
 	f := strings.Fields(string(b))
 	if len(f) != 2 || f[0] != formatMagic {
-		return 0, &Error{Path: p, Msg: fmt.Sprintf("unrecognised layout version %q (want %q)", strings.TrimSpace(string(b)), fmt.Sprintf("%s %d", formatMagic, Format)), Err: ErrCorrupt}
+		return 0, fmt.Errorf("unrecognised layout version %q (want %q)", printable(strings.TrimSpace(string(b))), fmt.Sprintf("%s %d", formatMagic, Format))
+	}
+	if len(f[1]) > 6 {
+		return 0, fmt.Errorf("bad layout version %q", printable(f[1]))
 	}
 	v, err := strconv.Atoi(f[1])
 	if err != nil || v < 1 {
-		return 0, &Error{Path: p, Msg: fmt.Sprintf("bad layout version %q", f[1]), Err: ErrCorrupt}
+		return 0, fmt.Errorf("bad layout version %q", printable(f[1]))
 	}
 	return v, nil
 }
 
+// printable shortens s for a one-line message.
+func printable(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	return s
+}
+
 // Layers returns the layer ids from the stack file, bottom to top. Every
-// id must name an existing layer directory.
-func (l *Layout) Layers() ([]string, error) {
-	b, err := os.ReadFile(l.StackFile())
+// id must name an existing layer directory (reached beneath the card's
+// root, with a real tree directory in it).
+func (l *Layout) Layers() (ids []string, err error) {
+	err = l.Do(func(r *beneath.Root) error {
+		ids, err = l.layers(r)
+		return err
+	})
+	return ids, err
+}
+
+func (l *Layout) layers(r *beneath.Root) ([]string, error) {
+	b, err := r.ReadFile(relStack, MaxStack)
 	if err != nil {
-		return nil, &Error{Path: l.StackFile(), Msg: "cannot read the layer stack: " + err.Error(), Err: ErrCorrupt}
-	}
-	ids := ParseStack(string(b))
-	if len(ids) == 0 {
-		return nil, &Error{Path: l.StackFile(), Msg: "the layer stack is empty", Err: ErrCorrupt}
-	}
-	seen := map[string]bool{}
-	for _, id := range ids {
-		if err := checkID(id); err != nil || seen[id] {
-			return nil, &Error{Path: l.StackFile(), Msg: fmt.Sprintf("bad or repeated layer id %q", id), Err: ErrCorrupt}
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+			return nil, refused(l.StackFile(), err)
 		}
-		seen[id] = true
-		if st, err := os.Stat(l.Tree(id)); err != nil || !st.IsDir() {
-			return nil, &Error{Path: l.Tree(id), Msg: fmt.Sprintf("layer %s named in the stack is missing", id), Err: ErrCorrupt}
+		return nil, &Error{Path: l.StackFile(), Msg: "cannot read the layer stack: " + errText(err), Err: ErrCorrupt}
+	}
+	ids, err := ParseStackStrict(b)
+	if err != nil {
+		return nil, &Error{Path: l.StackFile(), Msg: err.Error(), Err: ErrCorrupt}
+	}
+	if _, err := r.Dir(relLayers); err != nil {
+		return nil, refused(l.LayersDir(), err)
+	}
+	for _, id := range ids {
+		if err := checkLayer(r, id); err != nil {
+			return nil, err
 		}
 	}
 	return ids, nil
+}
+
+// checkLayer checks that layer id's directory and tree are real
+// directories beneath the card's root, and its work directory too when
+// present.
+func checkLayer(r *beneath.Root, id string) error {
+	for _, rel := range []string{relLayer(id), relTree(id)} {
+		ok, err := r.IsDir(rel)
+		if err != nil && !errors.Is(err, unix.ENOTDIR) {
+			return refused(r.Join(rel), err)
+		}
+		if !ok {
+			return &Error{Path: r.Join(relTree(id)), Msg: fmt.Sprintf("layer %s named in the stack is missing", id), Err: ErrCorrupt}
+		}
+	}
+	if _, err := r.Dir(relLayer(id) + "/work"); err != nil && !errors.Is(err, unix.ENOENT) {
+		return refused(r.Join(relLayer(id)+"/work"), err)
+	}
+	return nil
 }
 
 // TopLayer returns the id of the top (writable) layer.
@@ -233,7 +392,7 @@ func (l *Layout) TopLayer() (string, error) {
 }
 
 // ParseStack reads the stack file's text: one id a line, blank lines and
-// #-comments ignored.
+// #-comments ignored. It does not validate (ParseStackStrict does).
 func ParseStack(s string) []string {
 	var ids []string
 	for _, ln := range strings.Split(s, "\n") {
@@ -246,12 +405,43 @@ func ParseStack(s string) []string {
 	return ids
 }
 
+// MaxLayers bounds the stack (the overlay's lowerdir count is bounded
+// too: 500 in the kernel).
+const MaxLayers = 500
+
+// ParseStackStrict is ParseStack that validates: at least one id, each a
+// valid layer id (CheckID), none repeated, at most MaxLayers.
+func ParseStackStrict(b []byte) ([]string, error) {
+	if len(b) > MaxStack {
+		return nil, fmt.Errorf("the layer stack is larger than %d bytes", MaxStack)
+	}
+	ids := ParseStack(string(b))
+	if len(ids) == 0 {
+		return nil, errors.New("the layer stack is empty")
+	}
+	if len(ids) > MaxLayers {
+		return nil, fmt.Errorf("the layer stack lists %d layers (at most %d)", len(ids), MaxLayers)
+	}
+	seen := map[string]bool{}
+	for _, id := range ids {
+		if err := CheckID(id); err != nil || seen[id] {
+			return nil, fmt.Errorf("bad or repeated layer id %q", printable(id))
+		}
+		seen[id] = true
+	}
+	return ids, nil
+}
+
+// CheckID validates a layer id read from a card file: 1-64 characters of
+// [0-9A-Za-z._-], not "." or "..".
+func CheckID(id string) error { return checkID(id) }
+
 func checkID(id string) error {
-	if id == "" || len(id) > 64 {
+	if id == "" || len(id) > 64 || id == "." || id == ".." {
 		return ErrCorrupt
 	}
 	for _, c := range id {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_' || c == '.') || id == "." || id == ".." {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '-' || c == '_' || c == '.') {
 			return ErrCorrupt
 		}
 	}
@@ -276,42 +466,62 @@ func (l *Layout) WriteStack(ids []string) error {
 	if len(ids) == 0 {
 		return &Error{Path: l.StackFile(), Msg: "refusing to write an empty layer stack", Err: ErrCorrupt}
 	}
-	for _, id := range ids {
-		if err := checkID(id); err != nil {
-			return &Error{Path: l.StackFile(), Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
+	return l.Do(func(r *beneath.Root) error {
+		for _, id := range ids {
+			if err := checkID(id); err != nil {
+				return &Error{Path: l.StackFile(), Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
+			}
+			if err := checkLayer(r, id); err != nil {
+				return &Error{Path: l.Tree(id), Msg: fmt.Sprintf("layer %s does not exist", id), Err: ErrCorrupt}
+			}
 		}
-		if st, err := os.Stat(l.Tree(id)); err != nil || !st.IsDir() {
-			return &Error{Path: l.Tree(id), Msg: fmt.Sprintf("layer %s does not exist", id), Err: ErrCorrupt}
+		if err := r.WriteFile(relStack, []byte(strings.Join(ids, "\n")+"\n"), 0o644); err != nil {
+			return refused(l.StackFile(), err)
 		}
+		return nil
+	})
+}
+
+// NewLayerDir creates the empty directory of layer id with ovpkg's mark
+// (MarkFile) in it, beneath the card's root.
+func (l *Layout) NewLayerDir(id string) error {
+	if err := checkID(id); err != nil {
+		return &Error{Path: id, Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
 	}
-	return writeAtomic(l.StackFile(), strings.Join(ids, "\n")+"\n")
+	return l.Do(func(r *beneath.Root) error { return newLayerDir(r, relLayer(id), id) })
 }
 
 // AddLayer creates an empty layer (tree and work directories for dirs)
 // that is not yet in the stack; WriteStack makes it visible.
 func (l *Layout) AddLayer(id string, dirs []string) error {
-	if err := checkID(id); err != nil {
-		return &Error{Path: id, Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
-	}
-	if err := os.Mkdir(l.LayerDir(id), 0o755); err != nil {
-		return &Error{Path: l.LayerDir(id), Err: err}
+	if err := l.NewLayerDir(id); err != nil {
+		return err
 	}
 	return l.EnsureDirs(id, dirs)
 }
 
 // EnsureDirs creates the upper and work directories of dirs in layer id
 // where missing (a directory added to OVERLAY_DIRS after the card was
-// made). A non-directory in the way is an error.
+// made), beneath the card's root. A non-directory, link or mount point in
+// the way is an error.
 func (l *Layout) EnsureDirs(id string, dirs []string) error {
-	for _, d := range dirs {
-		if err := CheckDir(d); err != nil {
-			return err
-		}
-		if err := mkdirs(l.Upper(id, d), l.Work(id, d)); err != nil {
-			return err
-		}
+	if err := checkID(id); err != nil {
+		return &Error{Path: id, Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
 	}
-	return nil
+	return l.Do(func(r *beneath.Root) error {
+		if err := checkLayer(r, id); err != nil && !errors.Is(err, ErrCorrupt) {
+			return err
+		}
+		for _, d := range dirs {
+			if err := CheckDir(d); err != nil {
+				return err
+			}
+			if err := mkdirs(r, relUpper(id, d), relWork(id, d)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // Spec is where one overlaid directory's layers live on the card.
@@ -326,48 +536,272 @@ type Spec struct {
 // layer's upper and work directories and the lower layers' copies, topmost
 // first. The root's own directory is not included (it is the lowest
 // lowerdir, added by the caller). Lower layers that lack dir are skipped.
+// Every path is checked by OverlayDirs.
 func (l *Layout) Specs(dirs []string) ([]Spec, error) {
 	ids, err := l.Layers()
 	if err != nil {
 		return nil, err
 	}
-	top := ids[len(ids)-1]
 	var out []Spec
 	for _, d := range dirs {
-		if err := CheckDir(d); err != nil {
+		upper, work, lowers, err := l.OverlayDirs(ids, d)
+		if err != nil {
 			return nil, err
 		}
-		s := Spec{Dir: d, Upper: l.Upper(top, d), Work: l.Work(top, d)}
-		for i := len(ids) - 2; i >= 0; i-- {
-			p := l.Upper(ids[i], d)
-			if st, err := os.Stat(p); err == nil && st.IsDir() {
-				s.Lowers = append(s.Lowers, p)
-			}
-		}
-		out = append(out, s)
+		out = append(out, Spec{Dir: d, Upper: upper, Work: work, Lowers: lowers})
 	}
 	return out, nil
 }
 
-func mkdirs(paths ...string) error {
-	for _, p := range paths {
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return &Error{Path: p, Msg: "cannot create directory: " + err.Error(), Err: err}
+// OverlayDirs returns the card directories of dir's overlay over layers
+// ids (bottom to top): the top layer's upper and work directories and the lower layers' copies that exist, topmost first.
+// These paths go to the kernel (overlayfs resolves them by name), so each
+// is first opened beneath the card's root (no link, no mount point on
+// the way, not even the last component) and then compared by device and
+// inode with what its name resolves to: the kernel gets exactly the
+// directory checked.
+func (l *Layout) OverlayDirs(ids []string, dir string) (upper, work string, lowers []string, err error) {
+	if len(ids) == 0 {
+		return "", "", nil, &Error{Path: l.StackFile(), Msg: "no layers", Err: ErrCorrupt}
+	}
+	if err := CheckDir(dir); err != nil {
+		return "", "", nil, err
+	}
+	err = l.Do(func(r *beneath.Root) error {
+		top := ids[len(ids)-1]
+		for _, rel := range []string{relUpper(top, dir), relWork(top, dir)} {
+			// Missing (before EnsureDirs): the kernel would refuse it.
+			if err := r.SameDir(rel, r.Join(rel)); err != nil && !errors.Is(err, unix.ENOENT) {
+				return refused(r.Join(rel), err)
+			}
 		}
-		st, err := os.Stat(p)
-		if err != nil || !st.IsDir() {
-			return &Error{Path: p, Msg: "is not a directory", Err: ErrCorrupt}
+		for i := len(ids) - 2; i >= 0; i-- {
+			rel := relUpper(ids[i], dir)
+			ok, err := r.IsDir(rel)
+			if errors.Is(err, unix.ENOTDIR) {
+				continue // a whiteout or a file: the layer has no such dir
+			}
+			if err != nil {
+				return refused(r.Join(rel), err)
+			}
+			if !ok {
+				continue
+			}
+			if err := r.SameDir(rel, r.Join(rel)); err != nil {
+				return refused(r.Join(rel), err)
+			}
+			lowers = append(lowers, r.Join(rel))
+		}
+		return nil
+	})
+	if err != nil {
+		return "", "", nil, err
+	}
+	return l.Upper(ids[len(ids)-1], dir), l.Work(ids[len(ids)-1], dir), lowers, nil
+}
+
+// LayerDirs lists the directories in <card>/ovpkg/layers (sorted),
+// skipping names that start with a dot and anything that is not a real
+// directory (a link there is never a layer).
+func (l *Layout) LayerDirs() (ids []string, err error) {
+	err = l.Do(func(r *beneath.Root) error {
+		ents, err := r.ReadDir(relLayers)
+		if err != nil {
+			return refused(l.LayersDir(), err)
+		}
+		for _, e := range ents {
+			if e.IsDir() && !strings.HasPrefix(e.Name, ".") {
+				ids = append(ids, e.Name)
+			}
+		}
+		return nil
+	})
+	sort.Strings(ids)
+	return ids, err
+}
+
+// ErrNotMarked is a layer directory without ovpkg's mark: never deleted.
+var ErrNotMarked = errors.New("does not carry ovpkg's layer mark")
+
+// Marked reports whether layer id's directory carries ovpkg's mark for
+// that id (read beneath the card's root).
+func (l *Layout) Marked(id string) (bool, error) {
+	if err := checkID(id); err != nil {
+		return false, nil
+	}
+	var ok bool
+	err := l.Do(func(r *beneath.Root) error {
+		b, err := r.ReadFile(relLayer(id)+"/"+MarkFile, 256)
+		if errors.Is(err, unix.ENOENT) {
+			return nil
+		}
+		if err != nil {
+			return refused(r.Join(relLayer(id)+"/"+MarkFile), err)
+		}
+		ok = string(b) == markText(id)
+		return nil
+	})
+	return ok, err
+}
+
+// RemoveLayer deletes layer id's directory, beneath the card's root:
+// nothing below it is followed (links are removed as links) and nothing
+// on another filesystem or behind a mount point is entered. With
+// needMark the directory must carry ovpkg's mark (recovery of a layer
+// the stack does not list) or be empty, else it is kept and ErrNotMarked
+// returned.
+func (l *Layout) RemoveLayer(id string, needMark bool) error {
+	if err := checkID(id); err != nil {
+		return &Error{Path: l.LayerDir(id), Msg: fmt.Sprintf("bad layer id %q: not deleted", id), Err: ErrCorrupt}
+	}
+	if needMark {
+		ok, err := l.Marked(id)
+		if err != nil {
+			return err
+		}
+		if !ok && !l.emptyDir(relLayer(id)) {
+			return &Error{Path: l.LayerDir(id), Msg: "does not carry ovpkg's mark (" + MarkFile + "), so ovpkg did not create it: kept, not deleted (remove it by hand if it is garbage)", Err: ErrNotMarked}
+		}
+	}
+	return l.Do(func(r *beneath.Root) error {
+		if _, err := r.Dir(relLayer(id)); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return nil
+			}
+			return refused(l.LayerDir(id), err)
+		}
+		if err := r.RemoveAll(relLayer(id)); err != nil {
+			return refused(l.LayerDir(id), err)
+		}
+		return r.SyncDir(relLayers)
+	})
+}
+
+// emptyDir reports whether rel is an empty real directory (a layer
+// directory a crash left before its mark was written: nothing to lose).
+func (l *Layout) emptyDir(rel string) bool {
+	empty := false
+	l.Do(func(r *beneath.Root) error {
+		ents, err := r.ReadDir(rel)
+		empty = err == nil && len(ents) == 0
+		return nil
+	})
+	return empty
+}
+
+// ReadFile reads the regular file p (an absolute path below the card's
+// root) beneath the root, at most max bytes.
+func (l *Layout) ReadFile(p string, max int64) (b []byte, err error) {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return nil, err
+	}
+	err = l.Do(func(r *beneath.Root) error {
+		b, err = r.ReadFile(rel, max)
+		return err
+	})
+	return b, err
+}
+
+// WriteFile replaces the file p (below the card's root) atomically,
+// beneath the root.
+func (l *Layout) WriteFile(p string, data []byte, perm os.FileMode) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	return l.Do(func(r *beneath.Root) error { return r.WriteFile(rel, data, perm) })
+}
+
+// MkdirAll creates the directory p (below the card's root) and its
+// parents beneath the root.
+func (l *Layout) MkdirAll(p string, perm os.FileMode) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	return l.Do(func(r *beneath.Root) error { return r.MkdirAll(rel, perm) })
+}
+
+// Remove removes the file p (below the card's root) beneath the root; a
+// missing file is not an error.
+func (l *Layout) Remove(p string) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	return l.Do(func(r *beneath.Root) error {
+		if err := r.Remove(rel); err != nil && !errors.Is(err, unix.ENOENT) {
+			return err
+		}
+		return nil
+	})
+}
+
+// Lstat stats p (below the card's root) beneath the root without
+// following its last component.
+func (l *Layout) Lstat(p string) (st *unix.Stat_t, err error) {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return nil, err
+	}
+	err = l.Do(func(r *beneath.Root) error {
+		st, err = r.Lstat(rel)
+		return err
+	})
+	return st, err
+}
+
+// Open opens the regular file p (below the card's root) for reading,
+// beneath the root.
+func (l *Layout) Open(p string) (f *os.File, err error) {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return nil, err
+	}
+	err = l.Do(func(r *beneath.Root) error {
+		f, err = r.Open(rel, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+		if err != nil {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+			f.Close()
+			f = nil
+			return &Error{Path: p, Msg: "is not a regular file", Err: ErrCorrupt}
+		}
+		return nil
+	})
+	return f, err
+}
+
+// Append appends data to the file p (below the card's root) and fsyncs
+// it, beneath the root.
+func (l *Layout) Append(p string, data []byte, perm os.FileMode) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	return l.Do(func(r *beneath.Root) error { return r.Append(rel, data, perm) })
+}
+
+// SyncDir fsyncs the directory p (below the card's root), beneath it.
+func (l *Layout) SyncDir(p string) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	return l.Do(func(r *beneath.Root) error { return r.SyncDir(rel) })
+}
+
+func mkdirs(r *beneath.Root, rels ...string) error {
+	for _, rel := range rels {
+		if err := r.MkdirAll(rel, 0o755); err != nil {
+			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+				return refused(r.Join(rel), err)
+			}
+			return &Error{Path: r.Join(rel), Msg: "cannot create directory: " + errText(err), Err: err}
 		}
 	}
 	return nil
 }
-
-// writeAtomic replaces p with data (internal/atomicfile), as a card.Error.
-func writeAtomic(p, data string) error {
-	if err := atomicfile.Write(p, []byte(data), 0o644); err != nil {
-		return &Error{Path: p, Msg: err.Error(), Err: err}
-	}
-	return nil
-}
-
-func syncDir(dir string) error { return atomicfile.SyncDir(dir) }

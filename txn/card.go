@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -100,13 +99,12 @@ func (c *Card) mountsFor(ids []string) ([]overlay.Mount, error) {
 	var ms []overlay.Mount
 	for _, d := range c.Rec.Dirs {
 		target := filepath.Join(c.Rec.Root, d)
-		m := overlay.Mount{Target: target, Upper: c.L.Upper(top, d), Work: c.L.Work(top, d)}
-		for i := len(ids) - 2; i >= 0; i-- {
-			p := c.L.Upper(ids[i], d)
-			if st, err := os.Stat(p); err == nil && st.IsDir() {
-				m.Lowers = append(m.Lowers, p)
-			}
+		// Checked beneath the card's root, then by inode (card.OverlayDirs).
+		upper, work, lowers, err := c.L.OverlayDirs(ids, d)
+		if err != nil {
+			return nil, err
 		}
+		m := overlay.Mount{Target: target, Upper: upper, Work: work, Lowers: lowers}
 		m.Lowers = append(m.Lowers, c.Rec.BaseDir(d))
 		ms = append(ms, m)
 	}
@@ -252,21 +250,9 @@ func (c *Card) setLayers(ids []string, ms []overlay.Mount) {
 // writeRecord replaces mountset's record (RUN_DIR/mounts.json) with c.Rec.
 func (c *Card) writeRecord() error { return mountset.WriteRecord(c.runDir, c.Rec) }
 
-// layerDirs lists the layer directories on the card (sorted).
-func (c *Card) layerDirs() ([]string, error) {
-	ents, err := os.ReadDir(c.L.LayersDir())
-	if err != nil {
-		return nil, err
-	}
-	var ids []string
-	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
-			ids = append(ids, e.Name())
-		}
-	}
-	sort.Strings(ids)
-	return ids, nil
-}
+// layerDirs lists the layer directories on the card (sorted; beneath the
+// card's root, real directories only).
+func (c *Card) layerDirs() ([]string, error) { return c.L.LayerDirs() }
 
 // nextID returns an id above every layer directory and stack entry.
 func (c *Card) nextID() (string, error) {

@@ -209,7 +209,7 @@ func (c *Card) putBack(old mountset.Record, prevIDs []string, up, next []overlay
 		err = c.L.AddLayer(fresh, old.Dirs)
 	}
 	if err == nil {
-		err = os.WriteFile(filepath.Join(c.L.LayerDir(fresh), workingMark), nil, 0o644)
+		err = c.markWorking(fresh)
 	}
 	if err != nil {
 		return fmt.Errorf("%w; and making a layer to mount the previous stack again failed: %v (run ovmount)", failed, err)

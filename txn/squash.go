@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"time"
@@ -89,7 +88,7 @@ func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string
 			return
 		}
 		if !committed {
-			os.RemoveAll(c.L.LayerDir(id))
+			c.L.RemoveLayer(id, true)
 			if down {
 				if err := overlay.Stack(up, overlay.StackOptions{}); err != nil {
 					retErr = fmt.Errorf("%w; mounting the overlays again failed: %v (run ovmount)", retErr, err)
@@ -104,7 +103,7 @@ func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string
 		}
 		down = true
 	}
-	if err := os.Mkdir(c.L.LayerDir(id), 0o755); err != nil {
+	if err := c.L.NewLayerDir(id); err != nil {
 		return "", squashErr(err)
 	}
 	var trees []string
@@ -166,7 +165,7 @@ func (c *Card) squashRange(stack []string, lo, hi int, command string) (_ string
 	c.appendHistory(Entry{Event: "squash", ID: id, Time: time.Now().UTC(), Command: command, Layers: old, Into: id, Bytes: bytes})
 	crash("squash-cleanup")
 	for _, l := range old {
-		if err := c.removeLayer(l); err != nil {
+		if err := c.removeLayer(l, false); err != nil {
 			return id, err
 		}
 	}
@@ -240,18 +239,18 @@ func (c *Card) Rollback(n int) ([]string, error) {
 		if err := c.L.AddLayer(fresh, c.Rec.Dirs); err != nil {
 			return nil, err
 		}
-		os.WriteFile(filepath.Join(c.L.LayerDir(fresh), workingMark), nil, 0o644)
+		c.markWorking(fresh)
 		keep = append(keep, fresh)
 	}
 	if err := c.writeJournal(Journal{Op: "rollback", ID: drop[0], Command: "rollback", Time: time.Now().UTC(), Args: drop}); err != nil {
 		if fresh != "" {
-			os.RemoveAll(c.L.LayerDir(fresh))
+			c.L.RemoveLayer(fresh, true)
 		}
 		return nil, err
 	}
 	undo := func() {
 		if fresh != "" {
-			os.RemoveAll(c.L.LayerDir(fresh))
+			c.L.RemoveLayer(fresh, true)
 		}
 		c.removeJournal()
 	}
@@ -300,7 +299,7 @@ func (c *Card) Rollback(n int) ([]string, error) {
 	}
 	c.appendHistory(Entry{Event: "rollback", Time: time.Now().UTC(), Command: "rollback", Layers: drop})
 	for _, l := range drop {
-		if err := c.removeLayer(l); err != nil {
+		if err := c.removeLayer(l, false); err != nil {
 			return dropTx, err
 		}
 	}

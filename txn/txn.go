@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/ovpkg/ovpkg/card"
 	"github.com/ovpkg/ovpkg/internal/faults"
 	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/mount"
@@ -100,7 +100,7 @@ func (c *Card) BeginFilled(command string, pkgs []string, fill func(tree string)
 	defer func() {
 		if retErr != nil {
 			if !c.Rec.LayerInUse(id) {
-				os.RemoveAll(c.L.LayerDir(id))
+				c.L.RemoveLayer(id, true)
 			}
 			c.removeJournal()
 		}
@@ -170,7 +170,7 @@ func (t *Txn) Commit() error {
 		return err
 	}
 	for _, id := range t.stack[len(t.base):] {
-		c.removeLayer(id) // the empty working layer left out at Begin
+		c.removeLayer(id, false) // the empty working layer left out at Begin
 	}
 	// A fresh working layer on top, so that changes made outside ovpkg
 	// from now on do not land in this transaction's layer.
@@ -205,7 +205,7 @@ func (t *Txn) Abort() error {
 		return fmt.Errorf("undoing transaction %s: %w (it stays mounted; ovpkg will drop it at the next command or ovmount)", t.j.ID, err)
 	}
 	crash("abort-restacked")
-	if err := c.removeLayer(t.j.ID); err != nil {
+	if err := c.removeLayer(t.j.ID, false); err != nil {
 		return err
 	}
 	return c.removeJournal()
@@ -216,8 +216,14 @@ func (t *Txn) Abort() error {
 const workingMark = "working"
 
 func (c *Card) isWorking(id string) bool {
-	_, err := os.Lstat(filepath.Join(c.L.LayerDir(id), workingMark))
+	_, err := c.L.Lstat(filepath.Join(c.L.LayerDir(id), workingMark))
 	return err == nil
+}
+
+// markWorking writes the working mark into layer id (beneath the card's
+// root).
+func (c *Card) markWorking(id string) error {
+	return c.L.WriteFile(filepath.Join(c.L.LayerDir(id), workingMark), nil, 0o644)
 }
 
 // emptyTree reports whether a layer tree holds nothing but empty
@@ -249,20 +255,20 @@ func (c *Card) addWorkingWith(stack []string, between func() error) error {
 	if err := c.L.AddLayer(id, c.Rec.Dirs); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(c.L.LayerDir(id), workingMark), nil, 0o644); err != nil {
-		os.RemoveAll(c.L.LayerDir(id))
+	if err := c.markWorking(id); err != nil {
+		c.L.RemoveLayer(id, true)
 		return err
 	}
 	syncDir(c.L.LayerDir(id))
 	next := append(slices.Clone(stack), id)
 	if err := c.restackBetween(next, between, false); err != nil {
-		os.RemoveAll(c.L.LayerDir(id))
+		c.L.RemoveLayer(id, true)
 		return err
 	}
 	crash("commit-working")
 	if err := c.L.WriteStack(next); err != nil {
 		if rerr := c.restack(stack); rerr == nil {
-			os.RemoveAll(c.L.LayerDir(id))
+			c.L.RemoveLayer(id, true)
 		}
 		return err
 	}
@@ -270,8 +276,11 @@ func (c *Card) addWorkingWith(stack []string, between func() error) error {
 }
 
 // removeLayer deletes a layer directory after checking that no live
-// overlay uses it.
-func (c *Card) removeLayer(id string) error {
+// overlay uses it. With needMark (a layer the stack does not list) the
+// directory must carry ovpkg's mark (card.ErrNotMarked otherwise: kept).
+// Deletion is beneath the card's root (card.RemoveLayer): no link is
+// followed, no other filesystem entered.
+func (c *Card) removeLayer(id string, needMark bool) error {
 	tab, err := mount.Self()
 	if err != nil {
 		return err
@@ -289,10 +298,10 @@ func (c *Card) removeLayer(id string) error {
 			return fmt.Errorf("layer %s is still used by the overlay on %s; not deleting it", id, m.Mountpoint)
 		}
 	}
-	if err := os.RemoveAll(dir); err != nil {
+	if err := c.L.RemoveLayer(id, needMark); err != nil {
 		return fmt.Errorf("deleting layer %s: %w", id, err)
 	}
-	return syncDir(c.L.LayersDir())
+	return nil
 }
 
 // Run wraps fn (a package manager run) in a transaction: Begin, fn,
@@ -445,10 +454,21 @@ func (c *Card) Recover() error {
 			garbage = append(garbage, id)
 		}
 	}
+	var removed []string
 	for _, id := range garbage {
-		if err := c.removeLayer(id); err != nil {
+		if card.CheckID(id) != nil {
+			c.say("ovpkg: kept %q in %s: not a layer name ovpkg makes (remove it by hand if it is garbage)", id, c.L.LayersDir())
+			continue
+		}
+		err := c.removeLayer(id, true)
+		if errors.Is(err, card.ErrNotMarked) || errors.Is(err, card.ErrCorrupt) {
+			c.say("ovpkg: kept %s", err)
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		removed = append(removed, id)
 	}
 	if j != nil {
 		inStack := slices.Contains(stack, j.ID)
@@ -475,7 +495,7 @@ func (c *Card) Recover() error {
 			return err
 		}
 	} else {
-		for _, id := range garbage {
+		for _, id := range removed {
 			c.say("ovpkg: removed leftover layer %s (not in the card's stack)", id)
 		}
 	}
