@@ -1,7 +1,6 @@
 package txn
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,12 +8,14 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ovpkg/ovpkg/internal/beneath"
 	"github.com/ovpkg/ovpkg/layer"
 	"github.com/ovpkg/ovpkg/merge"
 )
@@ -34,26 +35,90 @@ func (c *Card) baseCopy(rel string) string {
 	return filepath.Join(c.baseDir(), "files", rel)
 }
 
-// readSums reads base/sums: "sha256 path" lines ("-" for a file the base
-// did not have).
+// MaxSums bounds base/sums.
+const MaxSums = 4 << 20
+
+// readSums reads base/sums (beneath the card's root): "sha256 path"
+// lines ("-" for a file the base did not have), validated (ParseSums).
 func (c *Card) readSums() (map[string]string, error) {
-	m := map[string]string{}
-	f, err := os.Open(c.sumsPath())
+	b, err := c.L.ReadFile(c.sumsPath(), MaxSums)
 	if errors.Is(err, fs.ErrNotExist) {
-		return m, nil
+		return map[string]string{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		sum, p, ok := strings.Cut(sc.Text(), " ")
-		if ok {
-			m[p] = sum
+	m, err := ParseSums(b, c.Rec.Dirs)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w (a card changed elsewhere? ovpkg refuses to act on it)", c.sumsPath(), err)
+	}
+	return m, nil
+}
+
+// ParseSums reads base/sums: one "sha256 path" a line, sha256 64 hex
+// digits or "-". Every path must be a clean relative path (no "..", no
+// "." component, not absolute, no control characters, at most 4096
+// bytes) inside one of the overlaid directories dirs; anything else is
+// an error naming the line.
+func ParseSums(b []byte, dirs []string) (map[string]string, error) {
+	if len(b) > MaxSums {
+		return nil, fmt.Errorf("larger than %d bytes", MaxSums)
+	}
+	m := map[string]string{}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > 0 && lines[len(lines)-1] == "" {
+		lines = lines[:len(lines)-1]
+	}
+	for i, ln := range lines {
+		s, p, ok := strings.Cut(ln, " ")
+		if !ok || !validSum(s) {
+			return nil, fmt.Errorf("line %d is not \"SHA256 PATH\": %s", i+1, quoteShort(ln))
+		}
+		if err := checkRelPath(p, dirs); err != nil {
+			return nil, fmt.Errorf("line %d: %w", i+1, err)
+		}
+		m[p] = s
+	}
+	return m, nil
+}
+
+func validSum(s string) bool {
+	if s == "-" {
+		return true
+	}
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
 		}
 	}
-	return m, sc.Err()
+	return true
+}
+
+// checkRelPath validates a root-relative path read from the card: clean,
+// relative, no "..", bounded, printable, strictly inside one of dirs.
+func checkRelPath(p string, dirs []string) error {
+	if p == "" || len(p) > 4096 || hasControl(p) || strings.HasPrefix(p, "/") || path.Clean(p) != p ||
+		p == "." || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+		return fmt.Errorf("path %s is not a clean relative path (refused: it could name a file outside the overlaid directories)", quoteShort(p))
+	}
+	if overlaidDir(p, dirs) == "" {
+		return fmt.Errorf("path %s is not inside an overlaid directory (%s)", quoteShort(p), strings.Join(dirs, " "))
+	}
+	return nil
+}
+
+// overlaidDir returns the longest of dirs that strictly contains rel.
+func overlaidDir(rel string, dirs []string) string {
+	best := ""
+	for _, d := range dirs {
+		if strings.HasPrefix(rel, d+"/") && len(d) > len(best) {
+			best = d
+		}
+	}
+	return best
 }
 
 func (c *Card) writeSums(m map[string]string) error {
@@ -66,10 +131,10 @@ func (c *Card) writeSums(m map[string]string) error {
 	for _, k := range keys {
 		b.WriteString(m[k] + " " + k + "\n")
 	}
-	if err := os.MkdirAll(c.baseDir(), 0o700); err != nil {
+	if err := c.L.MkdirAll(c.baseDir(), 0o700); err != nil {
 		return err
 	}
-	return writeAtomic(c.sumsPath(), []byte(b.String()))
+	return c.L.WriteFile(c.sumsPath(), []byte(b.String()), 0o644)
 }
 
 func sum(b []byte) string {
@@ -80,8 +145,8 @@ func sum(b []byte) string {
 // shadowed reports whether any card layer holds rel (not as a whiteout).
 func (c *Card) shadowed(stack []string, rel string) bool {
 	for _, id := range stack {
-		var st unix.Stat_t
-		if unix.Lstat(filepath.Join(c.L.Tree(id), rel), &st) == nil && !layer.IsWhiteout(&st) {
+		st, err := c.L.Lstat(filepath.Join(c.L.Tree(id), rel))
+		if err == nil && !layer.IsWhiteout(st) || errors.Is(err, unix.ELOOP) {
 			return true
 		}
 	}
@@ -109,15 +174,9 @@ func conffiles(status []byte) []string {
 	return out
 }
 
-// under reports whether rel lies in one of the overlaid dirs.
-func (c *Card) under(rel string) bool {
-	for _, d := range c.Rec.Dirs {
-		if rel == d || strings.HasPrefix(rel, d+"/") {
-			return true
-		}
-	}
-	return false
-}
+// under reports whether rel is a valid path inside one of the overlaid
+// dirs.
+func (c *Card) under(rel string) bool { return checkRelPath(rel, c.Rec.Dirs) == nil }
 
 // watchList returns the watched paths for the base read at root.
 func (c *Card) watchList(root string) []string {
@@ -162,7 +221,9 @@ func (c *Card) RecordBase() error {
 			if !c.shadowed(stack, rel) {
 				if _, ok := sums[rel]; ok {
 					delete(sums, rel)
-					os.Remove(c.baseCopy(rel))
+					if err := c.L.Remove(c.baseCopy(rel)); err != nil {
+						return err
+					}
 					changed = true
 				}
 				continue
@@ -174,10 +235,10 @@ func (c *Card) RecordBase() error {
 			s := "-"
 			if err == nil {
 				s = sum(b)
-				if err := os.MkdirAll(filepath.Dir(c.baseCopy(rel)), 0o700); err != nil {
+				if err := c.L.MkdirAll(filepath.Dir(c.baseCopy(rel)), 0o700); err != nil {
 					return err
 				}
-				if err := writeAtomic(c.baseCopy(rel), b); err != nil {
+				if err := c.L.WriteFile(c.baseCopy(rel), b, 0o600); err != nil {
 					return err
 				}
 			} else if !errors.Is(err, fs.ErrNotExist) {
@@ -197,12 +258,14 @@ func (c *Card) RecordBase() error {
 // Drift is a watched file that changed in the base since the card copied
 // it.
 type Drift struct {
-	Path    string `json:"path"`
-	Old     string `json:"old_sha256"` // "-" when the base did not have it
-	New     string `json:"new_sha256"` // "-" when the base no longer has it
-	Merger  string `json:"merger"`     // status, entries or lines
-	oldData []byte
-	newData []byte
+	Path     string `json:"path"`
+	Old      string `json:"old_sha256"` // "-" when the base did not have it
+	New      string `json:"new_sha256"` // "-" when the base no longer has it
+	Merger   string `json:"merger"`     // status, entries or lines
+	oldData  []byte
+	newData  []byte
+	mode     os.FileMode // the base's file's (for a file the card lacks)
+	uid, gid int
 }
 
 // Drift compares the base now with what it was when the card copied each
@@ -223,8 +286,16 @@ func (c *Card) Drift() ([]Drift, error) {
 				return err
 			}
 			if now != old {
-				d := Drift{Path: rel, Old: old, New: now, Merger: merge.KindFor(rel).String(), newData: b}
-				d.oldData, _ = os.ReadFile(c.baseCopy(rel))
+				d := Drift{Path: rel, Old: old, New: now, Merger: merge.KindFor(rel).String(), newData: b, mode: 0o644}
+				var st unix.Stat_t
+				if unix.Stat(base(filepath.Join(c.Rec.Root, rel)), &st) == nil {
+					d.mode, d.uid, d.gid = os.FileMode(st.Mode&0o7777), int(st.Uid), int(st.Gid)
+				}
+				old, err := c.L.ReadFile(c.baseCopy(rel), MaxMerge)
+				if err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return err
+				}
+				d.oldData = old
 				out = append(out, d)
 			}
 		}
@@ -232,6 +303,57 @@ func (c *Card) Drift() ([]Drift, error) {
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Path < out[j].Path })
 	return out, err
+}
+
+// MaxMerge bounds a file rebase reads whole (the package status of a
+// large system is a few MB).
+const MaxMerge = 64 << 20
+
+// overlaidRoot opens the overlaid directory that holds rel (a path checked by
+// checkRelPath) for resolution beneath it, and returns rel inside it.
+// The overlay's mount point is the config's (trusted); below it nothing
+// is followed: a link on the card cannot send a write elsewhere.
+func (c *Card) overlaidRoot(rel string) (*beneath.Root, string, error) {
+	if err := checkRelPath(rel, c.Rec.Dirs); err != nil {
+		return nil, "", err
+	}
+	d := overlaidDir(rel, c.Rec.Dirs)
+	r, err := beneath.OpenRoot(filepath.Join(c.Rec.Root, d))
+	if err != nil {
+		return nil, "", err
+	}
+	return r, strings.TrimPrefix(rel, d+"/"), nil
+}
+
+// readOverlaid reads rel as the overlays show it (the card's version),
+// without following a link anywhere on the way, with its stat.
+func (c *Card) readOverlaid(rel string) ([]byte, *unix.Stat_t, error) {
+	r, in, err := c.overlaidRoot(rel)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.Close()
+	st, err := r.Lstat(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := r.ReadFile(in, MaxMerge)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, st, nil
+}
+
+// writeOverlaid replaces rel through the overlays atomically
+// (internal/atomicfile: owner and mode set on the new file, fsync,
+// rename, directory fsync), never following a link.
+func (c *Card) writeOverlaid(rel string, data []byte, mode os.FileMode, uid, gid int) error {
+	r, in, err := c.overlaidRoot(rel)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return r.WriteFileOwned(in, data, mode, uid, gid)
 }
 
 // RebaseResult is what Rebase merged.
@@ -254,15 +376,18 @@ func (c *Card) Rebase() (*RebaseResult, error) {
 	}
 	res := &RebaseResult{}
 	type out struct {
-		rel  string
-		data []byte
-		mode os.FileMode
+		rel      string
+		data     []byte
+		mode     os.FileMode
+		uid, gid int
 	}
 	var outs []out
 	var conflicts []error
 	for _, d := range drift {
-		p := filepath.Join(c.Rec.Root, d.Path)
-		card, err := os.ReadFile(p) // through the overlay: the card's version
+		// Through the overlay: the card's version, never following a
+		// link (a card whose etc/passwd is a link to /etc/shadow would
+		// otherwise merge shadow's hashes into passwd).
+		card, st, err := c.readOverlaid(d.Path)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -274,12 +399,13 @@ func (c *Card) Rebase() (*RebaseResult, error) {
 		for _, n := range r.Notes {
 			res.Notes = append(res.Notes, "/"+d.Path+": "+n)
 		}
-		mode := os.FileMode(0o644)
-		if fi, err := os.Stat(p); err == nil {
-			mode = fi.Mode().Perm()
+		// Owner and mode: the card's file's, else the base's.
+		o := out{rel: d.Path, data: r.Text, mode: d.mode, uid: d.uid, gid: d.gid}
+		if st != nil {
+			o.mode, o.uid, o.gid = os.FileMode(st.Mode&0o7777), int(st.Uid), int(st.Gid)
 		}
 		if !bytes.Equal(r.Text, card) {
-			outs = append(outs, out{d.Path, r.Text, mode})
+			outs = append(outs, o)
 		}
 	}
 	if len(conflicts) > 0 {
@@ -287,19 +413,7 @@ func (c *Card) Rebase() (*RebaseResult, error) {
 	}
 	write := func() error {
 		for _, o := range outs {
-			p := filepath.Join(c.Rec.Root, o.rel)
-			tmp := p + ".ovpkg-rebase"
-			if err := os.WriteFile(tmp, o.data, o.mode); err != nil {
-				return err
-			}
-			if fi, err := os.Stat(p); err == nil {
-				if st, ok := fi.Sys().(*unix.Stat_t); ok {
-					os.Chown(tmp, int(st.Uid), int(st.Gid))
-				}
-				os.Chmod(tmp, fi.Mode().Perm())
-			}
-			if err := os.Rename(tmp, p); err != nil {
-				os.Remove(tmp)
+			if err := c.writeOverlaid(o.rel, o.data, o.mode, o.uid, o.gid); err != nil {
 				return err
 			}
 			res.Merged = append(res.Merged, "/"+o.rel)
@@ -319,12 +433,14 @@ func (c *Card) Rebase() (*RebaseResult, error) {
 	for _, d := range drift {
 		sums[d.Path] = d.New
 		if d.newData != nil {
-			os.MkdirAll(filepath.Dir(c.baseCopy(d.Path)), 0o700)
-			if err := writeAtomic(c.baseCopy(d.Path), d.newData); err != nil {
+			if err := c.L.MkdirAll(filepath.Dir(c.baseCopy(d.Path)), 0o700); err != nil {
 				return res, err
 			}
-		} else {
-			os.Remove(c.baseCopy(d.Path))
+			if err := c.L.WriteFile(c.baseCopy(d.Path), d.newData, 0o600); err != nil {
+				return res, err
+			}
+		} else if err := c.L.Remove(c.baseCopy(d.Path)); err != nil {
+			return res, err
 		}
 	}
 	return res, c.writeSums(sums)

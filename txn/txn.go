@@ -408,8 +408,9 @@ func (c *Card) Recover() error {
 	}
 	j, err := c.readJournal()
 	if err != nil {
-		c.say("ovpkg: ignoring a damaged transaction journal: %v", err)
-		j = &Journal{Op: "?", ID: "?", Command: "?"}
+		// A journal ovpkg did not write (it is replaced atomically, so
+		// never torn): nothing is recovered from it or deleted for it.
+		return fmt.Errorf("%w; nothing recovered (if the card is yours and no ovpkg command was interrupted, remove %s)", err, c.journalPath())
 	}
 	stack, err := c.Stack()
 	if err != nil {
@@ -461,8 +462,9 @@ func (c *Card) Recover() error {
 			continue
 		}
 		err := c.removeLayer(id, true)
-		if errors.Is(err, card.ErrNotMarked) || errors.Is(err, card.ErrCorrupt) {
-			c.say("ovpkg: kept %s", err)
+		var ce *card.Error
+		if (errors.Is(err, card.ErrNotMarked) || errors.Is(err, card.ErrCorrupt)) && errors.As(err, &ce) {
+			c.say("ovpkg: kept %s", ce)
 			continue
 		}
 		if err != nil {
