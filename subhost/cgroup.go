@@ -21,21 +21,33 @@ const cgroupParent = "ovpkg"
 // ErrNoCgroup2 is returned when no cgroup v2 hierarchy is mounted.
 var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy is mounted (mount -t cgroup2 none /sys/fs/cgroup)")
 
-// cgroup2Root finds the first cgroup2 mount in mountinfo.
+// cgroup2Root finds the first cgroup2 mount in mountinfo that shows the
+// hierarchy from its root (as seen from the caller's cgroup namespace),
+// else the first that shows only a part of it (a container's cgroup
+// bind-mounted on /sys/fs/cgroup): subhosts' cgroups are made below it.
 func cgroup2Root(mountinfo string) (string, error) {
 	f, err := os.Open(mountinfo)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
+	part := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
 		for i, x := range fields {
-			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 && fields[3] == "/" {
-				return unescapeMount(fields[4]), nil
+			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				if fields[3] == "/" {
+					return unescapeMount(fields[4]), nil
+				}
+				if part == "" {
+					part = unescapeMount(fields[4])
+				}
 			}
 		}
+	}
+	if part != "" {
+		return part, nil
 	}
 	return "", ErrNoCgroup2
 }
@@ -83,6 +95,24 @@ func missingControllers(root string, l Limits) []string {
 	return miss
 }
 
+// populatedRoot says why controllers cannot be enabled below root ("" when
+// they can): cgroup v2 hands controllers to children only from a cgroup
+// without processes of its own, and only the real root (which has no
+// cgroup.type file) is exempt; a container's cgroup namespace root is not.
+func populatedRoot(root string, l Limits) string {
+	if len(l.controllers()) == 0 {
+		return ""
+	}
+	if _, err := os.Stat(filepath.Join(root, "cgroup.type")); err != nil {
+		return ""
+	}
+	n := len(cgroupProcs(root))
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d process(es) live in %s itself, and cgroup v2 hands controllers to child cgroups only from a cgroup without processes (it is not the real root): move them into a child cgroup first, or start the subhost where the cgroup2 root is the real one", n, root)
+}
+
 // makeCgroup creates root/ovpkg/NAME with the limits and returns its path.
 // Controllers are enabled on the way down only when a limit needs them.
 func makeCgroup(root, name string, l Limits) (string, error) {
@@ -101,7 +131,11 @@ func makeCgroup(root, name string, l Limits) (string, error) {
 		}
 		for _, d := range []string{root, parent} {
 			if err := os.WriteFile(filepath.Join(d, "cgroup.subtree_control"), []byte(strings.Join(en, " ")), 0); err != nil {
-				return "", fmt.Errorf("enabling cgroup controllers %s in %s: %w", strings.Join(cs, ","), d, err)
+				hint := ""
+				if why := populatedRoot(d, l); errors.Is(err, unix.EBUSY) && why != "" {
+					hint = " (" + why + ")"
+				}
+				return "", fmt.Errorf("enabling cgroup controllers %s in %s: %w%s", strings.Join(cs, ","), d, err, hint)
 			}
 		}
 	}

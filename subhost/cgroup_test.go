@@ -70,6 +70,15 @@ func TestCgroup2Root(t *testing.T) {
 	if _, err := cgroup2Root(mi); err != ErrNoCgroup2 {
 		t.Errorf("%v", err)
 	}
+	// A container's own cgroup bind-mounted: used when nothing shows the root.
+	os.WriteFile(mi, []byte("50 22 0:27 /box /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
+	if r, err := cgroup2Root(mi); err != nil || r != "/sys/fs/cgroup" {
+		t.Errorf("part: %q %v", r, err)
+	}
+	os.WriteFile(mi, []byte("50 22 0:27 /box /mnt/box\\040x rw - cgroup2 cgroup2 rw\n51 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
+	if r, err := cgroup2Root(mi); err != nil || r != "/sys/fs/cgroup" {
+		t.Errorf("root preferred: %q %v", r, err)
+	}
 }
 
 func TestOOMNote(t *testing.T) {
@@ -84,5 +93,27 @@ func TestOOMNote(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "memory.events"), []byte("oom 0\noom_kill 0\n"), 0o644)
 	if n := oomNote(dir, 32<<20); n != "" {
 		t.Errorf("none: %q", n)
+	}
+}
+
+// A cgroup2 root that is not the real root (cgroup.type exists: a
+// cgroup namespace's) with processes in it cannot hand controllers down.
+func TestPopulatedRoot(t *testing.T) {
+	root := t.TempDir()
+	l := Limits{Pids: 10}
+	os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte("12\n34\n"), 0o644)
+	if why := populatedRoot(root, l); why != "" {
+		t.Errorf("the real root (no cgroup.type): %q", why)
+	}
+	os.WriteFile(filepath.Join(root, "cgroup.type"), []byte("domain\n"), 0o644)
+	if why := populatedRoot(root, l); !strings.Contains(why, "2 process(es) live in "+root+" itself") {
+		t.Errorf("populated: %q", why)
+	}
+	if why := populatedRoot(root, Limits{}); why != "" {
+		t.Errorf("no limits need no controllers: %q", why)
+	}
+	os.WriteFile(filepath.Join(root, "cgroup.procs"), nil, 0o644)
+	if why := populatedRoot(root, l); why != "" {
+		t.Errorf("empty: %q", why)
 	}
 }

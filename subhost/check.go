@@ -203,6 +203,8 @@ func Check(cfg *Config, opt CheckOptions) []Problem {
 			add(limitKey(cfg), false, "%s: %v", strings.Join(cs, ", "), err)
 		} else if miss := missingControllers(root, limits); len(miss) > 0 {
 			add(limitKey(cfg), false, "the cgroup v2 controller(s) %s are not available in %s (bound to cgroup v1?)", strings.Join(miss, ", "), root)
+		} else if why := populatedRoot(root, limits); why != "" {
+			add(limitKey(cfg), false, "%s: %s", strings.Join(cs, ", "), why)
 		}
 	}
 	if opt.Starting && opt.RunDir != "" && alive(opt.RunDir, cfg.Name) {

@@ -31,7 +31,7 @@ newhost() {
 	{ echo BASE=.; echo LOG=/tmp/$n.log; for l in "$@"; do echo "$l"; done; } > /tmp/$n/$n.conf
 }
 initpid() { sed -n 's/.*"init_pid": \([0-9]*\).*/\1/p' /run/ovpkg/subhosts/$1.json; }
-trap 'for n in lim vl; do ovpkg subhost stop $n >/dev/null 2>&1; done; cat /tmp/lim.log /tmp/vl.log 2>/dev/null' EXIT
+trap 'for n in lim vl; do ovpkg subhost stop $n >/dev/null 2>&1 || true; done; cat /tmp/lim.log /tmp/vl.log 2>/dev/null || true' EXIT
 
 # --- 1. limits -------------------------------------------------------
 # START=hold: /etc/init.d/hold leaves a sleep behind (a service).
@@ -91,6 +91,20 @@ ovpkg subhost list --json | grep -q '"state": "running"' || { ovpkg subhost list
 ovpkg subhost stop lim
 test -e $L && fail "cgroup $L left after stop"
 echo "STOPPED lim: $(sed -n 's/.*"reason": "\(.*\)".*/\1/p' /run/ovpkg/subhosts/lim.json)"
+
+# --- 1b. limits in a container's view ---------------------------------
+# A container's cgroup (box, with processes of its own) bind-mounted on
+# /sys/fs/cgroup: controllers cannot be handed down from it, and check
+# and start say why; nothing is made.
+mkdir $CG/box
+cat > /tmp/box.sh <<'EOS'
+echo $$ > /sys/fs/cgroup/box/cgroup.procs
+exec unshare --mount sh -c 'mount --bind /sys/fs/cgroup/box /sys/fs/cgroup; grep cgroup2 /proc/self/mountinfo; ovpkg subhost check /tmp/lim/lim.conf; echo "check=$?"; ovpkg subhost start /tmp/lim/lim.conf; echo "start=$?"'
+EOS
+sh /tmp/box.sh > /tmp/box.out 2>&1 || true
+cat /tmp/box.out
+echo "BOX $(grep -c 'process(es) live in /sys/fs/cgroup itself, and cgroup v2 hands controllers' /tmp/box.out) $(grep -E '^(check|start)=' /tmp/box.out | tr '\n' ' ')made=[$(ls -d $CG/box/*/ $CG/ovpkg/*/ 2>/dev/null)]"
+rmdir $CG/box
 
 # --- 2. VLANs on cables -------------------------------------------
 # The "host" side is a network namespace of its own (with its own sysfs)
@@ -201,6 +215,9 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	if s := line("STOPPED"); !regexp.MustCompile(`^lim: stopped by SIGTERM; the OOM killer killed \d+ process\(es\) in it \(MEMORY=32M reached\)$`).MatchString(s) {
 		t.Errorf("the record's reason %q does not say why and that the OOM killer struck", s)
 	}
+	if b := line("BOX"); !regexp.MustCompile(`^2 check=[1-9]\d* start=[1-9]\d* made=\[\]$`).MatchString(b) {
+		t.Errorf("limits in a populated cgroup namespace root: %q", b)
+	}
 	has("HOSTVLAN", "vl0.5 | 5 | vl0;vl1.7 | 7 | vl1;")
 	has("SUBVLAN", "eth0.5 | 5 | eth0;eth1.7 | 7 | eth1;")
 	has("SUBMAC", "02:00:5e:00:53:01 02:00:5e:00:53:01 02:00:5e:00:53:02")
@@ -216,7 +233,7 @@ func TestVMLimitsAndVlans(t *testing.T) {
 		t.Errorf("interfaces left in the guest: %s", g)
 	}
 	var seen []string
-	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|STOPPED|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
+	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|STOPPED|BOX|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
 		seen = append(seen, l)
 	}
 	t.Logf("one boot, %v; the guest saw:\n%s", b.Took, strings.Join(seen, "\n"))
