@@ -284,30 +284,36 @@ func (e *Env) checkPlan(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir stri
 	return e.checkSpace(plan, d, archiveDir)
 }
 
-// cardNeed is what plan takes on the card: the new packages' size minus
-// what they replace there, plus the overhead. A base package upgraded
-// through the overlay frees nothing on the card (its old files stay in
-// the base), so its old size is added back.
+// cardNeed is what plan takes on the card: the new packages' whole
+// size plus the overhead. The package manager's own figure (apt's "After
+// this operation", or the gate's sum) is the change, new sizes minus the
+// replaced and removed packages'; but on the card nothing is freed by a
+// transaction: it runs in a new layer, and the files of the versions it
+// replaces or removes stay in the layers below (or the base) until
+// `ovpkg commit` squashes them (seen with supertux: removing 239 MiB
+// took 0.8 MiB more of the card). So the replaced and removed packages'
+// sizes, as the merged database has them, are added back.
 func cardNeed(plan *pkgmgr.Plan, d *DBs, statusSize int64) int64 {
 	need := plan.InstallSize
-	bix := pkgmgr.NewIndex(d.Base)
 	mix := pkgmgr.NewIndex(d.Merged)
+	find := func(p pkgmgr.Package, version string) (pkgmgr.Package, bool) {
+		m, ok := mix.Lookup(p.Key())
+		if !ok {
+			m, ok = mix.Lookup(p.Name)
+		}
+		return m, ok && (version == "" || m.Version == version)
+	}
 	for _, p := range plan.Install {
 		if p.Old == "" {
 			continue
 		}
-		b, ok := bix.Lookup(p.Key())
-		if !ok {
-			b, ok = bix.Lookup(p.Name)
+		if m, ok := find(p, p.Old); ok {
+			need += m.InstalledSize
 		}
-		m, mok := mix.Lookup(p.Key())
-		if !mok {
-			m, mok = mix.Lookup(p.Name)
-		}
-		// In the base at the replaced version, and the card has not
-		// replaced it already: the old files are the base's.
-		if ok && b.Version == p.Old && (!mok || m.Version == b.Version) {
-			need += b.InstalledSize
+	}
+	for _, p := range plan.Remove {
+		if m, ok := find(p, ""); ok {
+			need += m.InstalledSize
 		}
 	}
 	if need < 0 {
@@ -375,7 +381,7 @@ func (e *Env) describe(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir strin
 		for _, p := range plan.Remove {
 			n += p.InstalledSize
 		}
-		out = append(out, fmt.Sprintf("frees about %s (on the card; a package of the base leaves whiteouts)", pkgmgr.HumanSize(n)))
+		out = append(out, fmt.Sprintf("frees about %s of the card only once committed (`ovpkg commit`): until then the files stay in the layers below, so that `ovpkg rollback` can bring them back; a package of the base frees nothing (it leaves whiteouts)", pkgmgr.HumanSize(n)))
 	}
 	return out
 }

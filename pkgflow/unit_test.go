@@ -115,15 +115,20 @@ func TestArchiveDirChecks(t *testing.T) {
 	}
 }
 
-// An upgraded base package's old files stay in the base: the card needs
-// the whole new size; a card package's old files are replaced.
+// Nothing a transaction replaces or removes is freed on the card (its
+// files stay in the layers below, or the base, until commit): the card
+// needs the whole size of every new version, the package manager's
+// figure (the change) plus every replaced or removed package's size.
 func TestCardNeed(t *testing.T) {
 	base := []pkgmgr.Package{{Name: "bash", Version: "1", InstalledSize: 1000, State: "installed"}, {Name: "mine", Version: "0", InstalledSize: 10, State: "installed"}}
-	merged := []pkgmgr.Package{{Name: "bash", Version: "1", InstalledSize: 1000, State: "installed"}, {Name: "mine", Version: "1", InstalledSize: 300, State: "installed"}}
+	merged := []pkgmgr.Package{{Name: "bash", Version: "1", InstalledSize: 1000, State: "installed"}, {Name: "mine", Version: "1", InstalledSize: 300, State: "installed"},
+		{Name: "gone", Version: "3", InstalledSize: 4000, State: "installed"}}
 	d := &DBs{Base: base, Merged: merged}
-	plan := &pkgmgr.Plan{InstallSize: 100 + 50, Install: []pkgmgr.Package{{Name: "bash", Old: "1", Version: "2"}, {Name: "mine", Old: "1", Version: "2"}}}
-	got := cardNeed(plan, d, 0) - pkgmgr.Overhead(0, 150+1000)
-	if got != 150+1000 {
-		t.Fatalf("card need %d, want 1150 (delta + bash's base size)", got)
+	// apt's figure: bash 1000 -> 1100, mine 300 -> 350, gone removed.
+	plan := &pkgmgr.Plan{InstallSize: 100 + 50 - 4000, Install: []pkgmgr.Package{{Name: "bash", Old: "1", Version: "2"}, {Name: "mine", Old: "1", Version: "2"}},
+		Remove: []pkgmgr.Package{{Name: "gone", Version: "3"}}}
+	want := int64(1100 + 350)
+	if got := cardNeed(plan, d, 0); got != want+pkgmgr.Overhead(0, want) {
+		t.Fatalf("card need %d, want %d (every new version whole) + overhead", got, want+pkgmgr.Overhead(0, want))
 	}
 }

@@ -43,6 +43,14 @@ type pkgCase struct {
 	// reinstall; it prints markers (goneWant).
 	gone     string
 	goneWant []string
+	// never runs after the first install is rolled back too (and again
+	// after the card was ejected and mounted again): nothing of the
+	// packages may be left; it prints markers (neverWant).
+	never     string
+	neverWant []string
+	// commit: the end is `ovpkg commit` (the remove's space freed), not
+	// the rollback of the first install.
+	commit bool
 }
 
 // The corpus. Every package was checked against bookworm with
@@ -87,7 +95,7 @@ type pkgCase struct {
 // (nomandb) as man-db's own switch does.
 var packages = []pkgCase{
 	{
-		name: "supertux", install: []string{"supertux"}, remove: []string{"supertux", "supertux-data"}, cardMiB: 1024, setup: nomandb,
+		name: "supertux", install: []string{"supertux"}, remove: []string{"supertux", "supertux-data"}, cardMiB: 1024, setup: nomandb, commit: true,
 		check: `
 /usr/games/supertux2 --version > $D/t/st.out 2>&1; echo "SUPERTUX-EXIT $?"; head -5 $D/t/st.out
 dpkg-query -W -f='${Package} ${Version}\n' libopenal1 fonts-roboto-unhinted
@@ -123,6 +131,12 @@ hash -r; command -v tor >/dev/null || echo PROGRAM-GONE
 torrunning
 `,
 		goneWant: []string{"PROGRAM-GONE", "NO-TOR-RUNNING"},
+		never: `
+getent passwd debian-tor || echo NEVER-TOR-USER
+getent group debian-tor || echo NEVER-TOR-GROUP
+test -e /var/lib/tor || echo NEVER-TOR-HOME
+`,
+		neverWant: []string{"NEVER-TOR-USER", "NEVER-TOR-GROUP", "NEVER-TOR-HOME"},
 	},
 	{
 		name: "davfs2", install: []string{"davfs2"}, remove: []string{"davfs2"}, cardMiB: 128,
@@ -140,6 +154,11 @@ getent passwd davfs2 | cut -d: -f1,6
 hash -r; command -v mount.davfs >/dev/null || echo PROGRAM-GONE
 `,
 		goneWant: []string{"PROGRAM-GONE"},
+		never: `
+getent passwd davfs2 || echo NEVER-DAVFS2-USER
+dpkg-statoverride --list /usr/sbin/mount.davfs || echo NEVER-STATOVERRIDE
+`,
+		neverWant: []string{"NEVER-DAVFS2-USER", "NEVER-STATOVERRIDE"},
 	},
 	{
 		name: "molly-guard", install: []string{"molly-guard"}, remove: []string{"molly-guard"}, cardMiB: 128, setup: nomandb,
@@ -157,6 +176,11 @@ dpkg-divert --list molly-guard | grep -q . || echo NO-DIVERSIONS
 test -e /lib/molly-guard/shutdown || echo DIVERTED-FILE-BACK
 `,
 		goneWant: []string{"SHUTDOWN -> /bin/systemctl", "NO-DIVERSIONS", "DIVERTED-FILE-BACK"},
+		never: `
+dpkg-divert --list | grep molly || echo NEVER-DIVERSION
+[ "$(readlink /usr/sbin/shutdown)" = /bin/systemctl ] && echo NEVER-SHUTDOWN-BASE
+`,
+		neverWant: []string{"NEVER-DIVERSION", "NEVER-SHUTDOWN-BASE"},
 	},
 	{
 		name: "netcat-openbsd", install: []string{"netcat-openbsd"}, remove: []string{"netcat-openbsd"}, cardMiB: 128,
@@ -172,6 +196,11 @@ test -e /etc/alternatives/nc || echo ALT-GONE
 update-alternatives --query nc >/dev/null 2>&1 || echo NO-ALTERNATIVE
 `,
 		goneWant: []string{"ALT-GONE", "NO-ALTERNATIVE"},
+		never: `
+test -e /etc/alternatives/nc || echo NEVER-ALT-LINK
+test -e /var/lib/dpkg/alternatives/nc || echo NEVER-ALT-DB
+`,
+		neverWant: []string{"NEVER-ALT-LINK", "NEVER-ALT-DB"},
 	},
 }
 
@@ -200,6 +229,8 @@ func together(name string, cs ...pkgCase) pkgCase {
 		m.want = append(m.want, c.want...)
 		m.gone += c.gone
 		m.goneWant = append(m.goneWant, c.goneWant...)
+		m.never += c.never
+		m.neverWant = append(m.neverWant, c.neverWant...)
 	}
 	if !mandb {
 		m.setup = nomandb + m.setup
@@ -257,6 +288,23 @@ func runCase(t *testing.T, c pkgCase) {
 		t.Fatal(err)
 	}
 	inst, rm := strings.Join(c.install, " "), strings.Join(c.remove, " ")
+	// The end: back to the start (the first install rolled back too), or
+	// the install and the remove committed (squashed), which frees what
+	// the remove removed.
+	endStep, end, endCheck := "rollback2", `
+step rollback2 ovpkg rollback 2
+echo "USED rollback2 $(used)"
+never
+clean rollback2
+`, "never"
+	if c.commit {
+		endStep, end, endCheck = "commit", `
+step commit ovpkg commit
+echo "USED commit $(used)"
+`+c.gone+`
+clean commit
+`, c.gone
+	}
 	script := fmt.Sprintf(`
 set +e +o pipefail # the checks print markers; the steps stop the script
 D=%[1]s
@@ -282,6 +330,10 @@ torrunning() {
   done
   [ $n = 0 ] && echo NO-TOR-RUNNING
 }
+never() {
+%[10]s
+  ovpkg list --json | grep -q '"name"' || echo NEVER-NO-CARD-PACKAGES
+}
 clean() { dpkg --audit && apt-get check -q >/dev/null && echo "CLEAN-$1"; }
 step() { # step NAME CMD...: runs it with its output in $D/t/NAME.log, timed
   local n=$1 t0 rc; shift; t0=$(ms)
@@ -299,6 +351,7 @@ grep -E '^ovpkg: (installed|services|the system)' $D/t/install.log || true
 ovpkg list --json | sed -n 's/.*"installed_size": \([0-9]*\).*/\1/p' | awk '{s+=$1} END {print "STATED", int(s/1024)}'
 %[7]s
 clean install
+dpkg-query -W -f='${Installed-Size}\n' %[8]s | awk '{s+=$1} END {print "REMOVING", s}'
 step remove ovpkg remove -y %[8]s
 echo "USED remove $(used)"
 %[9]s
@@ -309,10 +362,16 @@ step rollback ovpkg rollback
 echo "USED rollback $(used)"
 %[9]s
 clean rollback
+%[11]s
 ovpkg history
 step eject eject
+# Pulled and put back: the card's layers come back as they were.
+step ovmount2 ovmount
+%[12]s
+step eject2 eject
+for f in install remove reinstall rollback %[13]s; do sed -n "s/^ovpkg: /OVPKG $f: /p" $D/t/$f.log; done
 echo DONE
-`, dir, c.cardMiB+64, cache, c.cardMiB, c.setup, inst, c.check, rm, c.gone)
+`, dir, c.cardMiB+64, cache, c.cardMiB, c.setup, inst, c.check, rm, c.gone, c.never, end, endCheck, endStep)
 	start := time.Now()
 	r := nstest.RunTimeout(t, 20*time.Minute, script)
 	t.Logf("%s: %v\n%s", c.name, time.Since(start).Round(time.Second), r.Stdout)
@@ -320,17 +379,32 @@ echo DONE
 		t.Fatalf("script failed: %s", r)
 	}
 	all := r.Stdout + r.Stderr
-	for _, w := range append(append([]string{"CLEAN-install", "CLEAN-remove", "CLEAN-rollback", "NO-DEB-ON-CARD", "DONE"}, c.want...), c.goneWant...) {
+	for _, w := range append(append([]string{"CLEAN-install", "CLEAN-remove", "CLEAN-rollback", "CLEAN-" + endStep, "NO-DEB-ON-CARD", "DONE",
+		// The remove says when its space comes back (it did not say so).
+		"frees about", "of the card only once committed"}, c.want...), c.goneWant...) {
 		if !strings.Contains(all, w) {
 			t.Errorf("output lacks %q", w)
 		}
 	}
-	for _, w := range c.goneWant {
-		if strings.Count(all, w) < 2 {
-			t.Errorf("%q not seen after both the remove and the rollback", w)
+	if c.commit {
+		for _, w := range c.goneWant {
+			if strings.Count(all, w) < 4 {
+				t.Errorf("%q not seen after each of remove, rollback, commit and ovmount", w)
+			}
+		}
+	} else {
+		for _, w := range c.goneWant {
+			if strings.Count(all, w) < 2 {
+				t.Errorf("%q not seen after both the remove and the rollback", w)
+			}
+		}
+		for _, w := range append([]string{"NEVER-NO-CARD-PACKAGES"}, c.neverWant...) {
+			if strings.Count(all, w) < 2 {
+				t.Errorf("%q not seen both after rolling back everything and after ovmount", w)
+			}
 		}
 	}
-	checkSpace(t, r.Stdout)
+	checkSpace(t, r.Stdout, endStep)
 }
 
 // checkSpace reads the "USED step KiB" and "STATED KiB" lines: the
@@ -339,26 +413,32 @@ echo DONE
 // files about 5%, dpkg's and debconf's copied-up databases and the
 // transaction's bookkeeping 2.7-4.4 MiB), so that archives left on the
 // card (tor's are 15% of its installed size) show; the rollback leaves
-// the card within 1 MiB of where the remove left it.
-func checkSpace(t *testing.T, out string) {
+// the card within 1 MiB of where the remove left it; a commit after the
+// remove frees at least 90% of what the removed packages state.
+func checkSpace(t *testing.T, out, end string) {
 	t.Helper()
 	used := map[string]int{}
 	for _, m := range regexp.MustCompile(`(?m)^USED (\w+) (\d+)$`).FindAllStringSubmatch(out, -1) {
 		used[m[1]], _ = strconv.Atoi(m[2])
 	}
 	m := regexp.MustCompile(`(?m)^STATED (\d+)$`).FindStringSubmatch(out)
-	if m == nil || len(used) != 5 {
-		t.Fatalf("no STATED or USED lines in:\n%s", out)
+	rm := regexp.MustCompile(`(?m)^REMOVING (\d+)$`).FindStringSubmatch(out)
+	if m == nil || rm == nil || len(used) != 6 {
+		t.Fatalf("no STATED, REMOVING or USED lines in:\n%s", out)
 	}
 	stated, _ := strconv.Atoi(m[1])
+	removing, _ := strconv.Atoi(rm[1])
 	grew := used["install"] - used["start"]
-	t.Logf("card KiB: start %d, install %d (+%d, packages state %d), remove %d, reinstall %d, rollback %d",
-		used["start"], used["install"], grew, stated, used["remove"], used["reinstall"], used["rollback"])
+	t.Logf("card KiB: start %d, install %d (+%d, packages state %d), remove %d (of %d), reinstall %d, rollback %d, %s %d",
+		used["start"], used["install"], grew, stated, used["remove"], removing, used["reinstall"], used["rollback"], end, used[end])
 	if grew < stated*9/10 || grew > stated*106/100+5*1024 {
 		t.Errorf("the install used %d KiB of card for %d KiB stated installed size", grew, stated)
 	}
 	if d := used["rollback"] - used["remove"]; d > 1024 || d < -1024 {
 		t.Errorf("after the rollback the card uses %d KiB, after the remove %d: more than 1 MiB apart", used["rollback"], used["remove"])
+	}
+	if end == "commit" && used["commit"] > used["remove"]-removing*9/10 {
+		t.Errorf("the commit after removing %d KiB left the card at %d KiB, from %d", removing, used["commit"], used["remove"])
 	}
 }
 
