@@ -51,6 +51,9 @@ type pkgCase struct {
 	// commit: the end is `ovpkg commit` (the remove's space freed), not
 	// the rollback of the first install.
 	commit bool
+	// interrupt: a path that appears while dpkg unpacks; when set, an
+	// install is interrupted (SIGINT) there first.
+	interrupt string
 }
 
 // The corpus. Every package was checked against bookworm with
@@ -96,6 +99,7 @@ type pkgCase struct {
 var packages = []pkgCase{
 	{
 		name: "supertux", install: []string{"supertux"}, remove: []string{"supertux", "supertux-data"}, cardMiB: 1024, setup: nomandb, commit: true,
+		interrupt: "/usr/share/games/supertux2",
 		check: `
 /usr/games/supertux2 --version > $D/t/st.out 2>&1; echo "SUPERTUX-EXIT $?"; head -5 $D/t/st.out
 dpkg-query -W -f='${Package} ${Version}\n' libopenal1 fonts-roboto-unhinted
@@ -297,6 +301,25 @@ echo "USED rollback2 $(used)"
 never
 clean rollback2
 `, "never"
+	// Ctrl-C while dpkg unpacks (once c.interrupt appears in the merged
+	// view): the transaction is undone, the card as it was. Waits with
+	// bash builtins only: a program started from the overlaid /usr meanwhile
+	// would hold the overlays.
+	interrupt := ""
+	if c.interrupt != "" {
+		interrupt = fmt.Sprintf(`
+mkfifo /run/ovpkg/nap; exec 9<>/run/ovpkg/nap
+ovpkg install -y %[1]s > $D/t/interrupt.log 2>&1 & OV=$!
+for ((i = 0; i < 3000; i++)); do [ -e %[2]q ] && break; read -t 0.1 -u 9; done
+echo "INTERRUPTED AFTER $i"
+kill -INT $OV; wait $OV; echo "INTERRUPT-CODE=$?"
+sed -n 's/^ovpkg: /OVPKG interrupt: /p' $D/t/interrupt.log
+echo "USED interrupted $(used)"
+dpkg-query -W %[1]s >/dev/null 2>&1 || echo NOT-INSTALLED-AFTER-INTERRUPT
+ovpkg list --json | grep -q '"name"' || echo NO-CARD-PACKAGES-AFTER-INTERRUPT
+clean interrupted
+`, inst, c.interrupt)
+	}
 	if c.commit {
 		endStep, end, endCheck = "commit", `
 step commit ovpkg commit
@@ -344,6 +367,7 @@ step() { # step NAME CMD...: runs it with its output in $D/t/NAME.log, timed
 step ovmount ovmount
 %[5]s
 echo "USED start $(used)"
+%[14]s
 step install ovpkg install -y %[6]s
 echo "USED install $(used)"
 find "$D/t/card" -name '*.deb' | grep . || echo NO-DEB-ON-CARD
@@ -371,7 +395,7 @@ step ovmount2 ovmount
 step eject2 eject
 for f in install remove reinstall rollback %[13]s; do sed -n "s/^ovpkg: /OVPKG $f: /p" $D/t/$f.log; done
 echo DONE
-`, dir, c.cardMiB+64, cache, c.cardMiB, c.setup, inst, c.check, rm, c.gone, c.never, end, endCheck, endStep)
+`, dir, c.cardMiB+64, cache, c.cardMiB, c.setup, inst, c.check, rm, c.gone, c.never, end, endCheck, endStep, interrupt)
 	start := time.Now()
 	r := nstest.RunTimeout(t, 20*time.Minute, script)
 	t.Logf("%s: %v\n%s", c.name, time.Since(start).Round(time.Second), r.Stdout)
@@ -384,6 +408,14 @@ echo DONE
 		"frees about", "of the card only once committed"}, c.want...), c.goneWant...) {
 		if !strings.Contains(all, w) {
 			t.Errorf("output lacks %q", w)
+		}
+	}
+	if c.interrupt != "" {
+		for _, w := range []string{"INTERRUPT-CODE=1", "interrupted", "undone: the card is as it was before", "NOT-INSTALLED-AFTER-INTERRUPT",
+			"NO-CARD-PACKAGES-AFTER-INTERRUPT", "CLEAN-interrupted"} {
+			if !strings.Contains(all, w) {
+				t.Errorf("output lacks %q", w)
+			}
 		}
 	}
 	if c.commit {
@@ -423,6 +455,12 @@ func checkSpace(t *testing.T, out, end string) {
 	}
 	m := regexp.MustCompile(`(?m)^STATED (\d+)$`).FindStringSubmatch(out)
 	rm := regexp.MustCompile(`(?m)^REMOVING (\d+)$`).FindStringSubmatch(out)
+	if _, ok := used["interrupted"]; ok {
+		if d := used["interrupted"] - used["start"]; d > 1024 || d < -1024 {
+			t.Errorf("after the interrupted install the card uses %d KiB, before it %d: more than 1 MiB apart", used["interrupted"], used["start"])
+		}
+		delete(used, "interrupted")
+	}
 	if m == nil || rm == nil || len(used) != 6 {
 		t.Fatalf("no STATED, REMOVING or USED lines in:\n%s", out)
 	}
