@@ -161,6 +161,10 @@ func TestAptProgress(t *testing.T) {
 	if len(ev) != 1 || ev[0].Percent != 99 || ev[0].Text != "Removing b" {
 		t.Errorf("dpkg progress: %+v", ev)
 	}
+	ev = p(StreamStatus, "processing: trigproc: man-db:amd64")
+	if len(ev) != 1 || ev[0].Percent != -1 || ev[0].Text != "Processing triggers for man-db:amd64" {
+		t.Errorf("dpkg trigger progress: %+v", ev)
+	}
 }
 
 // The gate's input is apt's Pre-Install-Pkgs protocol version 3; every
