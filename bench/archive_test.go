@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
 	"regexp"
 	"sort"
@@ -17,7 +16,7 @@ import (
 // BenchmarkPkgArchive times `ovpkg install -y PKG` (a fresh card, mounted
 // over the real /usr /etc /var) against `apt-get install -y PKG` on a
 // plain overlay with a tmpfs upper over the same directories, both from a
-// warm archive cache (the test cache "apt-archives": ARCHIVE_DIR with
+// warm archive cache (nstest.AptArchives "bench-archive": ARCHIVE_DIR with
 // KEEP_ARCHIVES=yes for ovpkg, Dir::Cache::Archives for apt), each run in
 // a private mount namespace of its own, alternating which goes first,
 // b.N runs each. Reported: the medians and x-apt = median ovpkg / median
@@ -37,8 +36,7 @@ func benchArchive(b *testing.B, pkg string) {
 	if out, err := exec.Command("apt-get", "install", "--print-uris", "-qq", pkg).Output(); err != nil || len(out) == 0 {
 		nstest.Skip(b, "apt cannot resolve %s (%v): run apt-get update", pkg, err)
 	}
-	cache := nstest.CacheDir(b, "apt-archives")
-	os.Chmod(cache, 0o755)
+	cache := nstest.AptArchives(b, "bench-archive")
 	dir := nstest.TempDir(b)
 	script := fmt.Sprintf(`
 D=%[1]s; CACHE=%[2]s; PKG=%[3]s; N=%[4]d

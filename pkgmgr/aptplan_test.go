@@ -1,12 +1,17 @@
 package pkgmgr
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ovpkg/ovpkg/internal/nstest"
+	"github.com/ovpkg/ovpkg/pkgmgr/debtest"
 )
 
 // Real `apt-get --print-uris -V install supertux` output (Debian 12):
@@ -183,8 +188,8 @@ func TestAptGatePlan(t *testing.T) {
 	}
 	x := func(_ context.Context, argv []string) ([]byte, []byte, error) {
 		switch {
-		case argv[1] == "--field" && argv[2] == good:
-			return []byte("Package: libopenal1\nVersion: 1:1.19.1-2\nArchitecture: amd64\nInstalled-Size: 100\n"), nil, nil
+		case argv[1] == "--ctrl-tarfile" && argv[2] == good:
+			return ctrlTar(t, "Package: libopenal1\nVersion: 1:1.19.1-2\nArchitecture: amd64\nInstalled-Size: 100\n"), nil, nil
 		case argv[1] == "--contents" && argv[2] == good:
 			return []byte("-rw-r--r-- root/root 5 2023-01-01 00:00 ./usr/lib/x.so\n"), nil, nil
 		}
@@ -210,5 +215,41 @@ func TestAptGatePlan(t *testing.T) {
 	}
 	if _, err := a.gatePlan(context.Background(), []string{"VERSION 1", "/x.deb"}); err == nil {
 		t.Error("protocol version 1 accepted")
+	}
+}
+
+// ctrlTar is a control tarball as `dpkg-deb --ctrl-tarfile` writes it.
+func ctrlTar(t *testing.T, control string) []byte {
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, f := range []struct{ name, data string }{{"./md5sums", "x  usr/lib/x.so\n"}, {"./control", control}} {
+		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: 0o644, Size: int64(len(f.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(f.data))
+	}
+	tw.Close()
+	return b.Bytes()
+}
+
+// DebFields with the real dpkg-deb on a package built here: the control
+// fields from its control member; a truncated archive is ErrBadArchive.
+func TestDebFieldsReal(t *testing.T) {
+	nstest.Need(t, "dpkg-deb")
+	dir := t.TempDir()
+	deb := debtest.Build(t, dir, debtest.Spec{Name: "ovtfields", Version: "1:2.0-1", Depends: "libc6 (>= 2.3)",
+		Files: map[string]debtest.File{"usr/share/ovtfields/blob": {Size: 300 << 10}}})
+	di, err := DebFields(context.Background(), HostExec("/"), deb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if di.Pkg.Name != "ovtfields" || di.Pkg.Version != "1:2.0-1" || di.Pkg.InstalledSize < 300<<10 || di.Control.Get("Depends") != "libc6 (>= 2.3)" {
+		t.Errorf("fields: %+v %v", di.Pkg, di.Control)
+	}
+	data, _ := os.ReadFile(deb)
+	cut := filepath.Join(dir, "cut.deb")
+	os.WriteFile(cut, data[:200], 0o644)
+	if _, err := DebFields(context.Background(), HostExec("/"), cut); !errors.Is(err, ErrBadArchive) {
+		t.Errorf("truncated archive: %v", err)
 	}
 }

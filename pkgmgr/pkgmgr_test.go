@@ -294,7 +294,7 @@ func TestInspectDebCorrupt(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.deb")
 	os.WriteFile(bad, []byte("garbage\n"), 0o644)
 	var calls []string
-	x := fakeExec(t, map[string]string{"dpkg-deb --field": "ERR:dpkg-deb: error: '" + bad + "' is not a Debian format archive\n"}, &calls)
+	x := fakeExec(t, map[string]string{"dpkg-deb --ctrl-tarfile": "ERR:dpkg-deb: error: '" + bad + "' is not a Debian format archive\n"}, &calls)
 	_, err := InspectDeb(context.Background(), x, bad)
 	if !errors.Is(err, ErrBadArchive) || !strings.Contains(err.Error(), "not a Debian format archive") {
 		t.Fatalf("got %v", err)

@@ -219,7 +219,8 @@ func (p *Printer) heartbeat() {
 		p.draw(false)
 		return
 	}
-	if p.now().Sub(p.lastOut) >= Heartbeat {
+	// One tick early: the ticker's period is the most a line can be late.
+	if p.now().Sub(p.lastOut) >= Heartbeat-redraw {
 		p.endPartial()
 		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.status(false))
 		p.lastOut = p.now()
