@@ -14,7 +14,9 @@ import (
 
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/image"
+	"github.com/ovpkg/ovpkg/image/ext2"
 	"github.com/ovpkg/ovpkg/loop"
+	"github.com/ovpkg/ovpkg/trust"
 )
 
 func mkoverlayCommand() *cli.Command {
@@ -147,6 +149,11 @@ func runMkoverlay(c *cli.Context) (retErr error) {
 			info.DiskUsage = sys.Blocks * 512
 		}
 	}
+	// This host made the card: remember it as seen, so its first ovmount
+	// keeps setuid working (the trust package).
+	if err := rememberNew(cfg, info); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "%s: warning: %v; the first ovmount mounts the card with setuid off unless --trust\n", c.App.Name, err)
+	}
 
 	if c.Bool(jsonFlag.Name) {
 		enc := json.NewEncoder(c.App.Writer)
@@ -180,4 +187,35 @@ func humanBytes(n int64) string {
 		return fmt.Sprintf("%.1f MiB", float64(n)/float64(image.MiB))
 	}
 	return fmt.Sprintf("%d KiB", n/1024)
+}
+
+// rememberNew records the new card in the host's memory (TRUST_DIR) as
+// seen, with no ovpkg metadata on it yet.
+func rememberNew(cfg *config.File, info *image.Info) error {
+	dir := trust.Default()
+	if v, ok := cfg.Get(config.KeyTrustDir); ok && strings.TrimSpace(v) != "" {
+		dir = strings.TrimSpace(v)
+	}
+	if dir == "" {
+		return nil // test builds without a trust directory
+	}
+	st, err := trust.Open(dir, true)
+	if err != nil {
+		return err
+	}
+	f, err := os.Open(info.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	raw := make([]byte, ext2.SuperblockSize)
+	if _, err := f.ReadAt(raw, info.PartStart+ext2.SuperblockOffset); err != nil {
+		return fmt.Errorf("reading the superblock of %s: %w", info.Path, err)
+	}
+	card, err := st.Super(raw)
+	if err != nil {
+		return err
+	}
+	st.Empty(&card)
+	return st.Remember(card, "mkoverlay")
 }

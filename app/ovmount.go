@@ -18,7 +18,7 @@ var (
 	}
 	trustFlag = &cli.BoolFlag{
 		Name:  "trust",
-		Usage: "mount an image whose filesystem UUID the config does not know (SD_UUID)",
+		Usage: "approve the card: setuid, setgid and file capabilities work on it (and an image whose UUID differs from SD_UUID is mounted)",
 	}
 )
 
@@ -40,7 +40,17 @@ All or nothing: if any step fails, everything done so far is undone (loop device
 Idempotent: when the card is already mounted, says so and changes nothing. A card whose
 filesystem was not cleanly unmounted is checked with e2fsck -p first (refused with the repair
 command when that fails or e2fsck is missing; --force mounts it unchecked). An image whose
-UUID differs from SD_UUID is refused unless --trust.
+UUID differs from SD_UUID is refused unless --trust. The image file and every directory above
+it must be root's and writable by nobody else (for a FAT card: mount it with
+uid=0,gid=0,fmask=0077,dmask=0077), else ovmount refuses and says how to fix it.
+
+Setuid gate: the host remembers each card at its clean eject (and after mkoverlay) in
+TRUST_DIR (default /var/lib/ovpkg, root-only, never on the card): its superblock, a MAC of
+ovpkg's metadata and of its setuid/setgid/capability files. A card changed elsewhere since,
+or never seen, is mounted with its overlays nosuid (setuid, setgid and file capabilities
+ignored, the base's own such as su too) and ovmount says so in one line. --trust approves it:
+setuid works (on an already mounted card the overlays lose nosuid in place), and the next
+clean eject remembers it. --json shows the decision as card_trust.
 
 --boot is for init systems (the systemd unit, sysvinit and OpenWrt init scripts ovpkg ships):
 without a config, or with no SD_ROOTFS in it, ovmount says there is nothing to mount and exits

@@ -49,6 +49,9 @@ type statusReport struct {
 	// Lingering are old overlays a restack detached while processes held
 	// them; they keep the card busy (eject refuses) until those exit.
 	Lingering []mountset.Lingering `json:"lingering,omitempty"`
+	// CardTrust says whether setuid, setgid and file capabilities work on
+	// the card's overlays, and why not (docs/trust.md).
+	CardTrust *mountset.CardTrust `json:"card_trust,omitempty"`
 }
 
 func statusAction(c *cli.Context) error {
@@ -72,6 +75,7 @@ func statusAction(c *cli.Context) error {
 	if e.Rec != nil {
 		r.Mounted, r.State, r.Loop, r.CardMount = true, e.Rec.State, e.Rec.Loop, e.Rec.CardMount
 		r.Image, r.UUID = e.Rec.Image, e.Rec.UUID
+		r.CardTrust = e.Rec.CardTrust
 		if sp, err := pkgmgr.StatSpace(e.Rec.CardMount); err == nil {
 			r.SizeBytes, r.FreeBytes, r.UsedBytes = sp.Total, sp.Avail, sp.Total-sp.Free
 		}
@@ -112,6 +116,11 @@ func statusAction(c *cli.Context) error {
 		}
 		for _, l := range r.Lingering {
 			fmt.Fprintf(w, "lingering:  %s (eject waits for it)\n", l)
+		}
+		if t := r.CardTrust; t != nil && t.Setuid {
+			fmt.Fprintf(w, "trust:      %s: setuid, setgid and file capabilities work\n", t.State)
+		} else if t != nil {
+			fmt.Fprintf(w, "trust:      %s: setuid, setgid and file capabilities are OFF (%s; approve with: ovmount --trust)\n", t.State, t.Why)
 		}
 	}
 	fmt.Fprintf(w, "packages:   %d on the card, %d in the base (%s)\n", r.CardPackages, r.BasePackages, r.PackageManager)

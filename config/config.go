@@ -35,6 +35,10 @@ const (
 	// KeyKeepArchives: "yes" keeps what a verb downloaded (apt's
 	// habit), "no" (default) deletes it after the verb.
 	KeyKeepArchives = "KEEP_ARCHIVES"
+	// KeyTrustDir is the host directory (root-only, never on the card)
+	// holding the key and the memory of the cards this host ejected
+	// cleanly (default /var/lib/ovpkg; see the trust package).
+	KeyTrustDir = "TRUST_DIR"
 )
 
 // YesNo reads a yes|no key (also true/false, 1/0, on/off, any case);

@@ -15,6 +15,7 @@ import (
 	"github.com/ovpkg/ovpkg/loop"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
+	"github.com/ovpkg/ovpkg/trust"
 )
 
 // ReexecMarker is the environment variable selfexec sets in the in-memory
@@ -313,6 +314,7 @@ func Eject(opt Options) (*Record, error) {
 	// earlier eject reported, eject goes on: the user was told what was
 	// lost and wants the card out.
 	reported := rec.FlushFailed != nil
+	var contents *trust.Card // what is on the card, for the host's memory
 	if cardUp {
 		if err := flushCard(e.runDir, rec); err != nil && !reported {
 			return nil, err
@@ -333,6 +335,9 @@ func Eject(opt Options) (*Record, error) {
 				fe.OverlaysDown = true
 			}
 			return nil, err
+		}
+		if rec.FlushFailed == nil {
+			contents = cardContents(opt, e, rec)
 		}
 		if err := mount.Unmount(rec.CardMount, 0); err != nil {
 			return nil, fmt.Errorf("the overlays are unmounted but the card is not: %w", err)
@@ -375,6 +380,9 @@ func Eject(opt Options) (*Record, error) {
 		}
 		return nil, rec.flushError(false, true)
 	}
+	// A clean flush and unmount: remember the card as this host leaves
+	// it (only when it was trusted on this mount).
+	rememberCard(opt, e, rec, contents)
 	if err := removeRecord(e.runDir); err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ovpkg/ovpkg/config"
 	"github.com/ovpkg/ovpkg/mount"
 	"github.com/ovpkg/ovpkg/overlay"
+	"github.com/ovpkg/ovpkg/trust"
 )
 
 // Defaults for config keys that are not set.
@@ -48,7 +49,7 @@ type Options struct {
 	ConfigPath string    // --config; "" = $OVPKG_CONFIG or /etc/ovpkg.conf
 	Root       string    // --root; "" = "/"
 	Force      bool      // --force: mount an unclean filesystem without e2fsck
-	Trust      bool      // --trust: accept an image whose UUID the config does not know
+	Trust      bool      // --trust: accept an image whose UUID the config does not know, and approve the card for setuid (trust package)
 	Out        io.Writer // progress messages; nil = discard
 	ProcDir    string    // where busy scans look; "" = /proc (tests)
 
@@ -128,6 +129,10 @@ type Record struct {
 	// exit. Pruned whenever the record is read under the lock.
 	Detached []DetachedOverlay `json:"detached,omitempty"`
 
+	// CardTrust is what ovmount decided about setuid on the card (the
+	// trust package's memory): not trusted means every overlay is nosuid.
+	CardTrust *CardTrust `json:"card_trust,omitempty"`
+
 	// State is computed from the live mount table when the record is
 	// read, never stored: "mounted" (card and every overlay), "card-only"
 	// (after uovmount), "partial" (some overlays missing), "gone".
@@ -168,6 +173,7 @@ type env struct {
 	mountPoint string
 	runDir     string
 	dirsValue  string
+	trustDir   string // TRUST_DIR: the host's memory of cards (trust package)
 	root       string
 	cfgErr     error // why the config could not be read (missing), nil when it was
 }
@@ -197,6 +203,7 @@ func loadEnv(opt Options) (*env, error) {
 	e.mountPoint = filepath.Clean(get(config.KeyMountPoint, DefaultMountPoint))
 	e.runDir = filepath.Clean(get(config.KeyRunDir, DefaultRunDir))
 	e.dirsValue = get(config.KeyOverlayDirs, "")
+	e.trustDir = get(config.KeyTrustDir, trust.Default())
 	if !filepath.IsAbs(e.mountPoint) {
 		return nil, &config.Error{Path: e.cfgPath, Msg: fmt.Sprintf("%s=%s is not an absolute path", config.KeyMountPoint, e.mountPoint)}
 	}

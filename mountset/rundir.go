@@ -272,6 +272,9 @@ func (r *Record) validate() error {
 			return err
 		}
 	}
+	if err := r.checkTrust(); err != nil {
+		return err
+	}
 	if f := r.FlushFailed; f != nil {
 		if len(f.Error) > maxPath || len(f.Unwritten) > maxUnwritten || f.More < 0 {
 			return errors.New("flush_failed is too large")

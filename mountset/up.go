@@ -83,7 +83,13 @@ func Up(opt Options) (*Record, error) {
 		}
 		switch rec.State {
 		case StateMounted:
-			printf(opt, "%s is already mounted on %s with %d overlays; nothing changed\n", rec.Image, rec.CardMount, len(rec.Overlays))
+			if opt.Trust && rec.NoSuid() {
+				if err := approveMounted(opt, e, rec, tab); err != nil {
+					return nil, err
+				}
+			} else {
+				printf(opt, "%s is already mounted on %s with %d overlays; nothing changed\n", rec.Image, rec.CardMount, len(rec.Overlays))
+			}
 			rec.AlreadyMounted = true
 			return rec, nil
 		case StateCardOnly, StatePartial:
@@ -185,6 +191,13 @@ func upFresh(opt Options, e *env, tab mount.Table, stale *Record, flushed *Flush
 		printf(opt, "warning: %s\n", w)
 	}
 
+	// The superblock as it is before this mount changes it: what the
+	// host's memory of the card is compared with (gateCard).
+	super, err := readSuper(img.f, info.PartStart)
+	if err != nil {
+		return nil, err
+	}
+
 	var undo undo.List
 	defer func() {
 		if retErr != nil {
@@ -265,6 +278,7 @@ func upFresh(opt Options, e *env, tab mount.Table, stale *Record, flushed *Flush
 		return nil, err
 	}
 	printf(opt, "%s attached to %s, mounted on %s\n", e.image, dev.Path, e.mountPoint)
+	rec.CardTrust = gateCard(opt, e, rec, super)
 	if err := stackOnCard(opt, e, rec, nil); err != nil {
 		return nil, err
 	}
@@ -345,7 +359,7 @@ func stackOnCard(opt Options, e *env, rec *Record, already []overlay.Mount) erro
 	var all, todo []overlay.Mount
 	for _, s := range specs {
 		target := filepath.Join(rec.Root, s.Dir)
-		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), rec.BaseDir(s.Dir)), Upper: s.Upper, Work: s.Work}
+		m := overlay.Mount{Target: target, Lowers: append(append([]string{}, s.Lowers...), rec.BaseDir(s.Dir)), Upper: s.Upper, Work: s.Work, NoSuid: rec.NoSuid()}
 		if a, ok := mountedAt(already, target); ok {
 			// Keep what is mounted there (after an interrupted restack
 			// its layers may differ from the stack's; txn recovery
@@ -401,6 +415,11 @@ func restack(opt Options, e *env, rec *Record, tab mount.Table, up []overlay.Mou
 		return nil, fmt.Errorf("some of the recorded overlays are mounted and %s changed since; run uovmount first", config.KeyOverlayDirs)
 	}
 	rec.Dirs = dirs
+	if opt.Trust && rec.NoSuid() {
+		// The overlays are down: they come back with setuid.
+		rec.CardTrust = &CardTrust{State: TrustApproved, Setuid: true}
+		printf(opt, "card %s approved (--trust): setuid, setgid and file capabilities work on its overlays; a clean eject remembers it as this host's\n", rec.UUID)
+	}
 	// A command killed in the middle of a restack (txn) can leave some
 	// directories on the new layers and others on the old: an ovpkg
 	// overlay of this card whose upper is not the recorded one. It is

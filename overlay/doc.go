@@ -27,11 +27,12 @@
 //     overlay's trusted.* xattrs (whiteouts, opaque directories).
 //
 // Every overlay is mounted nodev: a hostile card could otherwise carry a
-// world-writable block device node that appears under /usr. It is not
-// mounted nosuid (that would also strip the base's setuid programs such as
-// su in /usr/bin), and the card's own mount flags (nosuid, noexec) do not
-// reach through an overlay, so the trust gate for setuid files on a card is
-// its UUID check in mountset.
+// world-writable block device node that appears under /usr. The card's own
+// mount flags (nosuid, noexec) do not reach through an overlay, so an
+// overlay is mounted nosuid when Mount.NoSuid says so: mountset sets it for
+// a card the host does not trust (the trust package), which also strips
+// the base's setuid programs such as su in /usr/bin until the card is
+// approved. FromMount reads the flag back from the live mount.
 //
 // Mounting uses the new mount API (fsopen, fsconfig "lowerdir+" once per
 // layer, fsmount, move_mount; Linux 6.8+) so the number of layers is not

@@ -44,6 +44,18 @@ type Mount struct {
 	Lowers []string `json:"lowers"` // topmost first; the last is normally the base directory itself
 	Upper  string   `json:"upper"`
 	Work   string   `json:"work"`
+	// NoSuid mounts it nosuid as well: setuid and setgid bits and file
+	// capabilities are ignored on exec (a card the host does not trust,
+	// see the trust package; it applies to the base's files too).
+	NoSuid bool `json:"nosuid,omitempty"`
+}
+
+// flags are m's mount(2) flags, attrs its fsmount(2) attributes.
+func (m Mount) flags() (uintptr, int) {
+	if m.NoSuid {
+		return MountFlags | unix.MS_NOSUID, MountAttrs | unix.MOUNT_ATTR_NOSUID
+	}
+	return MountFlags, MountAttrs
 }
 
 // FromMount reads back the layers of a live ovpkg overlay from its
@@ -55,6 +67,9 @@ func FromMount(info *mount.Info) (m Mount, ok bool) {
 		return Mount{}, false
 	}
 	m.Target = info.Mountpoint
+	for _, o := range strings.Split(info.Options, ",") {
+		m.NoSuid = m.NoSuid || o == "nosuid"
+	}
 	for _, o := range mount.SuperOptions(info) {
 		k, v, _ := strings.Cut(o, "=")
 		switch k {
@@ -183,7 +198,8 @@ func MountAs(m Mount, source string) error {
 	if err != nil {
 		return err
 	}
-	if err := mount.Mount(source, m.Target, FSType, MountFlags, data); err != nil {
+	flags, _ := m.flags()
+	if err := mount.Mount(source, m.Target, FSType, flags, data); err != nil {
 		var me *mount.Error
 		if errors.As(err, &me) {
 			return &Error{Target: m.Target, Step: "mount", Err: me.Err}
@@ -226,7 +242,8 @@ func mountNew(m Mount, source string) error {
 		}
 		return &Error{Target: m.Target, Step: "fsconfig create", Kernel: msg, Err: err}
 	}
-	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, MountAttrs)
+	_, attrs := m.flags()
+	mfd, err := unix.Fsmount(fd, unix.FSMOUNT_CLOEXEC, attrs)
 	if err != nil {
 		return &Error{Target: m.Target, Step: "fsmount", Kernel: fsLog(fd), Err: err}
 	}

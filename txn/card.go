@@ -104,7 +104,7 @@ func (c *Card) mountsFor(ids []string) ([]overlay.Mount, error) {
 		if err != nil {
 			return nil, err
 		}
-		m := overlay.Mount{Target: target, Upper: upper, Work: work, Lowers: lowers}
+		m := overlay.Mount{Target: target, Upper: upper, Work: work, Lowers: lowers, NoSuid: c.Rec.NoSuid()}
 		m.Lowers = append(m.Lowers, c.Rec.BaseDir(d))
 		ms = append(ms, m)
 	}

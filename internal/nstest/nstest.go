@@ -148,9 +148,13 @@ func (r Result) String() string {
 
 // Prelude runs first in every script: strict mode, and a private tmpfs
 // over /run/ovpkg so mount records and locks of parallel tests never meet.
+// The host's memory of cards (the trust package) goes into it too, never
+// into this machine's /var/lib/ovpkg (test builds read
+// OVPKG_TEST_TRUST_DIR when the config has no TRUST_DIR).
 const Prelude = `set -euo pipefail
 mkdir -p /run/ovpkg
 mount -t tmpfs -o mode=0700,size=4m ovpkg-test /run/ovpkg
+export OVPKG_TEST_TRUST_DIR=/run/ovpkg/trust
 `
 
 // Env is extra environment for Run.
