@@ -470,7 +470,8 @@ const capXattr = "security.capability"
 // Privileged MACs the card's privileged files: every regular file below
 // cardRoot (the whole card filesystem, symbolic links never followed,
 // other filesystems not entered) that is setuid or setgid or carries file
-// capabilities, with its path, owner, group, mode, size, capabilities and
+// capabilities (looked up unless the file is root's without execute
+// bits), with its path, owner, group, mode, size, capabilities and
 // content. It catches what the superblock does not show: debugfs's "sif
 // FILE mode 04755" rewrites an inode in place and leaves the superblock
 // byte for byte as it was.
@@ -502,11 +503,20 @@ func (s *Store) Privileged(cardRoot string) (mac string, n int, err error) {
 		if err := unix.Lstat(p, &st); err != nil {
 			return &os.PathError{Op: "lstat", Path: p, Err: err}
 		}
-		nc, cerr := unix.Lgetxattr(p, capXattr, caps)
-		if cerr != nil {
-			nc = 0
-			if cerr == unix.ERANGE {
-				nc = -1 // larger than any valid one: privileged all the same
+		// Capabilities only act on exec, and nothing without an execute
+		// bit is executed; a root-owned file's mode only root can change.
+		// So a root-owned file without execute bits (most of a package
+		// tree: data, docs) needs no xattr lookup; any other file does (its
+		// owner could chmod +x it, which keeps the capabilities).
+		nc := 0
+		if st.Mode&0o111 != 0 || st.Uid != 0 {
+			var cerr error
+			nc, cerr = unix.Lgetxattr(p, capXattr, caps)
+			if cerr != nil {
+				nc = 0
+				if cerr == unix.ERANGE {
+					nc = -1 // larger than any valid one: privileged all the same
+				}
 			}
 		}
 		if st.Mode&(unix.S_ISUID|unix.S_ISGID) == 0 && nc == 0 {

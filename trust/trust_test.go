@@ -234,6 +234,17 @@ func TestPrivileged(t *testing.T) {
 	if n != 1 {
 		t.Errorf("a file with capabilities is not privileged (%d)", n)
 	}
+	// Not executable and root's: nobody can make it run, so it is not
+	// looked at; a user's (who could chmod +x it) is.
+	unix.Chmod(f, 0o644)
+	if _, n, _ = s.Privileged(card); n != 0 {
+		t.Errorf("root's non-executable file with capabilities counted (%d)", n)
+	}
+	os.Chown(f, 1000, 1000)
+	unix.Setxattr(f, capXattr, caps, 0)
+	if _, n, _ = s.Privileged(card); n != 1 {
+		t.Errorf("a user's non-executable file with capabilities is not privileged (%d)", n)
+	}
 }
 
 // What the comparison rests on, checked against e2fsprogs: a file written
