@@ -132,6 +132,11 @@ grep '^warning: card' $D/out
 try sif-edited plain
 try sif-edited-legit legit
 ovmount --root $R --json | grep -A3 '"card_trust"' | tr -d ' \n'; echo
+# neither uovmount + ovmount nor a transaction's restack lifts it
+uovmount --root $R > /dev/null; ovmount --root $R > /dev/null
+try restacked plain
+ovpkg __txn-test --root $R $R/usr/local/share-x x > /dev/null 2>&1
+try after-transaction plain
 eject --root $R > /dev/null
 ovmount --root $R > /dev/null
 try after-untrusted-eject plain
@@ -181,6 +186,8 @@ checkClean
 		"sif-edited-legit: nosuid euid=65534",
 		`"card_trust":{"state":"changed","setuid":false,`,
 		"after-untrusted-eject: nosuid euid=65534",
+		"restacked: nosuid euid=65534",
+		"after-transaction: nosuid euid=65534",
 		"approved (--trust)",
 		"approved-in-place: suid euid=0",
 		"remembered-after-trust: suid euid=0",

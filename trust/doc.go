@@ -6,12 +6,15 @@
 // the card's UUID. So the host remembers, at each clean eject and after
 // mkoverlay, what the card was: the whole superblock (write time, mount
 // count, lifetime KiB written, free counts, UUID; HMAC-SHA256 of its 1024
-// bytes) and ovpkg's metadata on it (FORMAT, stack, txn, history, trial,
-// boot, base/sums and the names in layers/; HMAC-SHA256), with a key only
-// root can read. A card whose fingerprint differs (changed elsewhere) or
-// that was never seen is mounted by mountset with its overlays nosuid
-// (which also disables file capabilities on exec) until the user approves
-// it with ovmount --trust.
+// bytes), ovpkg's metadata on it (FORMAT, stack, txn, history, trial,
+// boot, base/sums and the names in layers/; HMAC-SHA256) and its
+// privileged files (setuid, setgid, file capabilities: names, owners,
+// modes, contents; HMAC-SHA256), with a key only root can read. The last
+// is what catches an inode edited in place (debugfs "sif FILE mode
+// 04755" leaves the superblock byte for byte as it was). A card whose
+// fingerprint differs (changed elsewhere) or that was never seen is
+// mounted by mountset with its overlays nosuid (which also disables file
+// capabilities on exec) until the user approves it with ovmount --trust.
 //
 // The memory and the key live in the trust directory (TRUST_DIR, default
 // /var/lib/ovpkg): never on the card, root-owned, 0700, checked with
