@@ -1,6 +1,7 @@
 package trust
 
 import (
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/exec"
@@ -319,3 +320,18 @@ func TestDebugfsEditsAndTheSuperblock(t *testing.T) {
 }
 
 func itoa[T int64 | int](n T) string { return strconv.FormatInt(int64(n), 10) }
+
+// The HMAC is RFC 4231's HMAC-SHA256 (test cases 1 and 6: a short and a
+// longer-than-a-block key).
+func TestHMAC(t *testing.T) {
+	for _, c := range []struct{ key, data, want string }{
+		{strings.Repeat("\x0b", 20), "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"},
+		{strings.Repeat("\xaa", 131), "Test Using Larger Than Block-Size Key - Hash Key First", "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"},
+	} {
+		h := newHMAC([]byte(c.key))
+		h.Write([]byte(c.data))
+		if got := hex.EncodeToString(h.Sum(nil)); got != c.want {
+			t.Errorf("HMAC %q: %s, want %s", c.data, got, c.want)
+		}
+	}
+}
