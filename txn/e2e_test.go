@@ -247,7 +247,9 @@ consistent
 [ ! -e $R/etc/rb1 ]
 # flatten interrupted: no image left, source untouched
 view > $D/v0
-if OVPKG_TEST_CRASH_AT=flatten-copy ovpkg flatten $O --to $D/new.img; then echo "flatten crash not reached"; exit 1; fi
+# (its mount point in a TMPDIR of the test's: a killed flatten cannot remove it)
+mkdir -p $D/crashtmp
+if TMPDIR=$D/crashtmp OVPKG_TEST_CRASH_AT=flatten-copy ovpkg flatten $O --to $D/new.img; then echo "flatten crash not reached"; exit 1; fi
 [ ! -e $D/new.img ]
 view > $D/v1
 diff $D/v0 $D/v1
