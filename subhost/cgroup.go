@@ -25,6 +25,8 @@ var ErrNoCgroup2 = errors.New("no cgroup v2 hierarchy is mounted (mount -t cgrou
 // hierarchy from its root (as seen from the caller's cgroup namespace),
 // else the first that shows only a part of it (a container's cgroup
 // bind-mounted on /sys/fs/cgroup): subhosts' cgroups are made below it.
+// A mount point another filesystem was mounted over later (a fresh sysfs
+// on /sys) does not count: the path must still lead to a cgroup2.
 func cgroup2Root(mountinfo string) (string, error) {
 	f, err := os.Open(mountinfo)
 	if err != nil {
@@ -37,11 +39,15 @@ func cgroup2Root(mountinfo string) (string, error) {
 		fields := strings.Fields(sc.Text())
 		for i, x := range fields {
 			if x == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				p := unescapeMount(fields[4])
+				if !isCgroup2(p) {
+					continue
+				}
 				if fields[3] == "/" {
-					return unescapeMount(fields[4]), nil
+					return p, nil
 				}
 				if part == "" {
-					part = unescapeMount(fields[4])
+					part = p
 				}
 			}
 		}
@@ -50,6 +56,13 @@ func cgroup2Root(mountinfo string) (string, error) {
 		return part, nil
 	}
 	return "", ErrNoCgroup2
+}
+
+// isCgroup2 says whether path is on a cgroup2 filesystem (a variable for
+// the tests' stand-in mountinfo).
+var isCgroup2 = func(path string) bool {
+	var st unix.Statfs_t
+	return unix.Statfs(path, &st) == nil && int64(st.Type) == unix.CGROUP2_SUPER_MAGIC
 }
 
 func unescapeMount(s string) string {

@@ -61,6 +61,10 @@ func TestMakeCgroupLimits(t *testing.T) {
 }
 
 func TestCgroup2Root(t *testing.T) {
+	over := map[string]bool{}
+	real := isCgroup2
+	isCgroup2 = func(p string) bool { return !over[p] }
+	defer func() { isCgroup2 = real }()
 	mi := filepath.Join(t.TempDir(), "mountinfo")
 	os.WriteFile(mi, []byte("30 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n"), 0o644)
 	if r, err := cgroup2Root(mi); err != nil || r != "/sys/fs/cgroup/unified" {
@@ -78,6 +82,21 @@ func TestCgroup2Root(t *testing.T) {
 	os.WriteFile(mi, []byte("50 22 0:27 /box /mnt/box\\040x rw - cgroup2 cgroup2 rw\n51 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
 	if r, err := cgroup2Root(mi); err != nil || r != "/sys/fs/cgroup" {
 		t.Errorf("root preferred: %q %v", r, err)
+	}
+	// Over-mounted by another filesystem: not a cgroup2 any more.
+	over["/sys/fs/cgroup"] = true
+	if r, err := cgroup2Root(mi); err != nil || r != "/mnt/box x" {
+		t.Errorf("over-mounted root: %q %v", r, err)
+	}
+	os.WriteFile(mi, []byte("51 22 0:27 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"), 0o644)
+	if _, err := cgroup2Root(mi); err != ErrNoCgroup2 {
+		t.Errorf("only over-mounted: %v", err)
+	}
+	// The real thing (this machine's, whichever it is) passes the check.
+	over = map[string]bool{}
+	isCgroup2 = real
+	if r, err := cgroup2Root("/proc/self/mountinfo"); err == nil && !real(r) {
+		t.Errorf("%s is not a cgroup2", r)
 	}
 }
 

@@ -17,16 +17,19 @@ import (
 // Notify sends a systemd-style notification (READY=1, STATUS=...) to
 // $NOTIFY_SOCKET, when set. Errors are ignored, as sd_notify's are.
 func Notify(msg string) {
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return
+	if addr := os.Getenv("NOTIFY_SOCKET"); addr != "" {
+		sendTo(addr, msg)
 	}
+}
+
+// sendTo sends one datagram to the unix socket addr.
+func sendTo(addr, msg string) error {
 	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return
+		return err
 	}
 	defer unix.Close(fd)
-	unix.Sendto(fd, []byte(msg), 0, &unix.SockaddrUnix{Name: addr})
+	return unix.Sendto(fd, []byte(msg), 0, &unix.SockaddrUnix{Name: addr})
 }
 
 // Detach runs argv (the same program, with --foreground) as a supervisor
@@ -66,10 +69,25 @@ func Detach(exe string, argv []string, logPath string, timeout time.Duration) (p
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	msgs := make(chan string, 8)
+	// The reader ends before fd is closed (shutdown wakes its recvfrom):
+	// a reader left behind would read from whatever socket gets fd's
+	// number next.
+	done, readerDone := make(chan struct{}), make(chan struct{})
+	defer func() {
+		close(done)
+		unix.Shutdown(fd, unix.SHUT_RDWR)
+		<-readerDone
+	}()
 	go func() {
+		defer close(readerDone)
 		buf := make([]byte, 4096)
 		for {
 			n, _, err := unix.Recvfrom(fd, buf, 0)
+			select {
+			case <-done:
+				return
+			default:
+			}
 			if errors.Is(err, unix.EINTR) {
 				continue
 			}
@@ -77,17 +95,38 @@ func Detach(exe string, argv []string, logPath string, timeout time.Duration) (p
 				close(msgs)
 				return
 			}
-			msgs <- string(buf[:n])
+			select {
+			case msgs <- string(buf[:n]):
+			case <-done:
+				return
+			}
 		}
 	}()
 	status := ""
+	ended := func(err error) (int, error) {
+		if status == "" {
+			status = fmt.Sprintf("the supervisor ended (%v); see %s", err, logPath)
+		}
+		return 0, errors.New(status)
+	}
+	// What the supervisor sent before it exited is queued on the socket
+	// but may not have been read yet: once it has exited, a last
+	// datagram of our own marks the end of its messages.
+	var endMark string
+	var waitErr error
 	deadline := time.After(timeout)
 	for {
 		select {
 		case m, ok := <-msgs:
 			if !ok {
 				msgs = nil
+				if endMark != "" {
+					return ended(waitErr)
+				}
 				continue
+			}
+			if endMark != "" && m == endMark {
+				return ended(waitErr)
 			}
 			for _, l := range strings.Split(m, "\n") {
 				switch {
@@ -99,11 +138,12 @@ func Detach(exe string, argv []string, logPath string, timeout time.Duration) (p
 					status = strings.TrimPrefix(l, "STATUS=")
 				}
 			}
-		case err := <-exited:
-			if status == "" {
-				status = fmt.Sprintf("the supervisor ended (%v); see %s", err, logPath)
+		case waitErr = <-exited:
+			exited = nil
+			endMark = "OVPKG_DETACH_END=" + hex.EncodeToString(rnd[:])
+			if msgs == nil || sendTo(addr, endMark) != nil {
+				return ended(waitErr)
 			}
-			return 0, errors.New(status)
 		case <-deadline:
 			return cmd.Process.Pid, fmt.Errorf("the subhost is not up after %v; it goes on starting in the background (see %s)", timeout, logPath)
 		}

@@ -105,6 +105,11 @@ sh /tmp/box.sh > /tmp/box.out 2>&1 || true
 cat /tmp/box.out
 echo "BOX $(grep -c 'process(es) live in /sys/fs/cgroup itself, and cgroup v2 hands controllers' /tmp/box.out) $(grep -E '^(check|start)=' /tmp/box.out | tr '\n' ' ')made=[$(ls -d $CG/box/*/ $CG/ovpkg/*/ 2>/dev/null)]"
 rmdir $CG/box
+# Another filesystem mounted over the cgroup2 mount hides it: check says
+# that none is mounted (not that controllers are missing).
+unshare --mount sh -c 'mount -t tmpfs over /sys/fs/cgroup && ovpkg subhost check /tmp/lim/lim.conf' > /tmp/over.out 2>&1 || true
+cat /tmp/over.out
+echo "OVER $(grep -c 'memory, cpu, pids: no cgroup v2 hierarchy is mounted' /tmp/over.out)"
 
 # --- 2. VLANs on cables -------------------------------------------
 # The "host" side is a network namespace of its own (with its own sysfs)
@@ -218,6 +223,7 @@ func TestVMLimitsAndVlans(t *testing.T) {
 	if b := line("BOX"); !regexp.MustCompile(`^2 check=[1-9]\d* start=[1-9]\d* made=\[\]$`).MatchString(b) {
 		t.Errorf("limits in a populated cgroup namespace root: %q", b)
 	}
+	has("OVER", "1")
 	has("HOSTVLAN", "vl0.5 | 5 | vl0;vl1.7 | 7 | vl1;")
 	has("SUBVLAN", "eth0.5 | 5 | eth0;eth1.7 | 7 | eth1;")
 	has("SUBMAC", "02:00:5e:00:53:01 02:00:5e:00:53:01 02:00:5e:00:53:02")
@@ -233,7 +239,7 @@ func TestVMLimitsAndVlans(t *testing.T) {
 		t.Errorf("interfaces left in the guest: %s", g)
 	}
 	var seen []string
-	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|STOPPED|BOX|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
+	for _, l := range regexp.MustCompile(`(?m)^(CONTROLLERS|LIMITS|OOMADJ|MEMORY|FILL|CPU|PIDS|INCGROUP|STOPPED|BOX|OVER|HOSTVLAN|SUBVLAN|CLEANED) .*$`).FindAllString(out, -1) {
 		seen = append(seen, l)
 	}
 	t.Logf("one boot, %v; the guest saw:\n%s", b.Took, strings.Join(seen, "\n"))
