@@ -151,6 +151,7 @@ baseSame && echo BASE-SAME
 	if m == nil || g == nil {
 		t.Fatalf("no card size in the summary, or no GROWTH: %s", r)
 	}
+	t.Logf("%s; statfs grew %s KiB", m[0], g[1])
 	said, _ := strconv.ParseFloat(m[1], 64)
 	said *= map[string]float64{"B": 1.0 / 1024, "KiB": 1, "MiB": 1024}[m[2]]
 	grew, _ := strconv.Atoi(g[1])
