@@ -118,9 +118,7 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 		// Every step that changed something adds its undo; on failure
 		// they run newest first and every failure is reported.
 		tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".ovpkg-flatten")
-		mnt := tmp + ".mnt"
-		os.Remove(tmp) // leftovers of an interrupted flatten (the directory only if empty)
-		os.Remove(mnt)
+		os.Remove(tmp) // a leftover of an interrupted flatten
 		var undo undo.List
 		defer func() {
 			if retErr != nil {
@@ -151,13 +149,8 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 			}
 			return loop.WaitDetached(dev, 10*time.Second)
 		})
-		// The mount point, beside the image like it (the mount itself
-		// is in this thread's namespace only): a killed flatten's empty
-		// one is removed by the next flatten to the same name.
-		if err := os.Mkdir(mnt, 0o700); err != nil {
-			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s is left from an earlier flatten and is not an empty directory; remove it: %w", mnt, err)
-			}
+		mnt, err := os.MkdirTemp("", "ovpkg-flatten-")
+		if err != nil {
 			return err
 		}
 		undo.Add("removing "+mnt, func() error { return removeIfThere(mnt) })
