@@ -102,7 +102,7 @@ func gateCard(opt Options, e *env, rec *Record, raw []byte) *CardTrust {
 		// and rarely ejected cleanly; see docs/trust.md.
 		return &CardTrust{State: TrustBoot, Setuid: true}
 	}
-	st, err := trust.Open(e.trustDir, true)
+	st, err := openStore(e, rec)
 	if opt.Trust {
 		if err != nil {
 			printf(opt, "warning: %v; eject cannot remember this card as seen\n", err)
@@ -111,17 +111,21 @@ func gateCard(opt Options, e *env, rec *Record, raw []byte) *CardTrust {
 		return &CardTrust{State: TrustApproved, Setuid: true}
 	}
 	var now trust.Card
+	var seen *trust.Seen
 	if err == nil {
 		now, err = st.Super(raw)
 	}
 	if err == nil {
+		seen, err = st.Load(now.UUID)
+	}
+	if err == nil && seen != nil && seen.SuperMAC == now.SuperMAC {
+		// Only a card whose superblock is as remembered can be trusted:
+		// the scan of every file is skipped for the others.
 		err = st.Scan(rec.CardMount, &now)
 	}
 	t := &CardTrust{State: TrustUnknown}
 	if err != nil {
 		t.Why = err.Error()
-	} else if seen, lerr := st.Load(now.UUID); lerr != nil {
-		t.Why = lerr.Error()
 	} else {
 		ok, why := trust.Judge(seen, now)
 		if ok {
@@ -178,7 +182,7 @@ func cardContents(opt Options, e *env, rec *Record) *trust.Card {
 	if rec.CardTrust == nil || (rec.CardTrust.State != TrustSeen && rec.CardTrust.State != TrustApproved) {
 		return nil
 	}
-	st, err := trust.Open(e.trustDir, true)
+	st, err := openStore(e, rec)
 	if err == nil {
 		var c trust.Card
 		if err = st.Scan(rec.CardMount, &c); err == nil {
@@ -198,7 +202,7 @@ func rememberCard(opt Options, e *env, rec *Record, contents *trust.Card) {
 		return
 	}
 	err := func() error {
-		st, err := trust.Open(e.trustDir, true)
+		st, err := openStore(e, rec)
 		if err != nil {
 			return err
 		}
@@ -224,4 +228,19 @@ func rememberCard(opt Options, e *env, rec *Record, contents *trust.Card) {
 	if err != nil {
 		printf(opt, "warning: the card is not remembered as seen (%v): the next ovmount mounts it with setuid off unless --trust\n", err)
 	}
+}
+
+// openStore opens the trust directory (made when missing), refusing one
+// on the card itself: the card's memory must not be the card's to
+// change.
+func openStore(e *env, rec *Record) (*trust.Store, error) {
+	st, err := trust.Open(e.trustDir, true)
+	if err != nil {
+		return nil, err
+	}
+	var a, b unix.Stat_t
+	if unix.Stat(st.Dir, &a) == nil && unix.Stat(rec.CardMount, &b) == nil && a.Dev == b.Dev {
+		return nil, fmt.Errorf("%w: TRUST_DIR %s is on the card; it must be a host directory (the default is %s)", trust.ErrStore, e.trustDir, trust.DefaultDir)
+	}
+	return st, nil
 }

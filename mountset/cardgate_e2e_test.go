@@ -169,6 +169,14 @@ ovmount --root $R > $D/out
 grep '^warning: card' $D/out
 try never-seen legit
 eject --root $R > /dev/null
+# A trust directory on the card itself is refused.
+echo "TRUST_DIR=$D/card/trust" >> $OVPKG_CONFIG
+ovmount --root $R --trust > /dev/null; eject --root $R > /dev/null
+ovmount --root $R > $D/out
+grep '^warning: card' $D/out
+try trust-dir-on-card legit
+eject --root $R > /dev/null
+sed -i '/^TRUST_DIR=/d' $OVPKG_CONFIG
 e2fsck -fn "$PART" > /dev/null && echo FSCK-OK
 checkClean
 `)
@@ -196,6 +204,8 @@ checkClean
 		"written-trusted: suid euid=0",
 		"never seen by this host",
 		"never-seen: nosuid euid=65534",
+		"is on the card; it must be a host directory",
+		"trust-dir-on-card: nosuid euid=65534",
 		"FSCK-OK", "CLEAN")
 	if strings.Contains(r.Stdout, "unchanged: nosuid") || !strings.Contains(r.Stdout, "\n0\n") {
 		t.Errorf("a card this host ejected was not trusted:\n%s", r)

@@ -349,10 +349,12 @@ func Judge(seen *Seen, now Card) (ok bool, why string) {
 	if len(what) == 0 && seen.SuperMAC != now.SuperMAC {
 		what = append(what, "its superblock differs")
 	}
-	if seen.MetaMAC != now.MetaMAC {
+	// Scan may have been skipped (now without MACs): its parts are named
+	// only when they were compared.
+	if now.MetaMAC != "" && seen.MetaMAC != now.MetaMAC {
 		what = append(what, "ovpkg's metadata on it differs")
 	}
-	if seen.PrivMAC != now.PrivMAC {
+	if now.PrivMAC != "" && seen.PrivMAC != now.PrivMAC {
 		what = append(what, fmt.Sprintf("its setuid/setgid/capability files differ (%d now, %d then)", now.PrivCount, seen.PrivCount))
 	}
 	return false, fmt.Sprintf("changed since this host last ejected it (%s): %s", at, strings.Join(what, ", "))
