@@ -359,6 +359,14 @@ sed -i "s|^SD_ROOTFS=.*|SD_ROOTFS=$D/card.img|" $OVPKG_CONFIG
 sed -i "/^SD_UUID=/d" $OVPKG_CONFIG
 ovmount $O --trust >/dev/null
 ovpkg flatten $O -q --base --to $D/root.img
+# refused where the root copy would take the image being written with it
+mkdir -p $R/srv
+for to in $R/srv/root.img $R/root.img; do
+	if ovpkg flatten $O -q --base --to $to 2> $D/err; then echo "flatten --base copied $to into itself"; exit 1; fi
+	grep -q "which flatten --base copies into the new image" $D/err
+	[ ! -e $to ]
+	[ ! -e $(dirname $to)/.$(basename $to).ovpkg-flatten ]
+done
 ovpkg eject $O >/dev/null
 off=$(sfdisk -J $D/root.img | python3 -c 'import json,sys; t=json.load(sys.stdin)["partitiontable"]; print(t["partitions"][0]["start"]*512)')
 mkdir $D/rootimg && mount -o ro,loop,offset=$off $D/root.img $D/rootimg

@@ -65,6 +65,11 @@ func (c *Card) Flatten(o FlattenOptions) (*FlattenResult, error) {
 	if err := c.checkFlattenTarget(abs); err != nil {
 		return nil, err
 	}
+	if o.WithBase {
+		if err := c.checkRootTarget(abs); err != nil {
+			return nil, err
+		}
+	}
 	stack, err := c.Stack()
 	if err != nil {
 		return nil, err
@@ -232,6 +237,48 @@ func (c *Card) checkFlattenTarget(abs string) error {
 		return fmt.Errorf("directory %s for the new image does not exist", dir)
 	}
 	return nil
+}
+
+// checkRootTarget refuses, for a full root tree (--base), a target that
+// flattenRoot would copy into the new image: the image being written
+// (built beside the target) would be copied into itself. Allowed: outside
+// the root, or under a top-level directory it creates empty (/tmp, /mnt,
+// /media, ...: mountset.Forbidden), another filesystem or a mount point.
+func (c *Card) checkRootTarget(abs string) error {
+	root := filepath.Clean(c.Rec.Root)
+	dir := filepath.Dir(abs)
+	if !isUnder(dir, root) {
+		return nil
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return err
+	}
+	top := strings.Split(rel, string(filepath.Separator))[0]
+	refuse := fmt.Errorf("%s lies in %s, which flatten --base copies into the new image (it would copy the image into itself); write it under %s/mnt, %s/media or %s/tmp, or on another filesystem",
+		abs, filepath.Join(root, top), strings.TrimSuffix(root, "/"), strings.TrimSuffix(root, "/"), strings.TrimSuffix(root, "/"))
+	if rel == "." {
+		return refuse // a top-level file of the root: copied
+	}
+	topPath := filepath.Join(root, top)
+	if contains(mountset.Forbidden, top) || isUnder(c.Rec.CardMount, topPath) {
+		return nil
+	}
+	var rootSt, topSt unix.Stat_t
+	if err := unix.Stat(root, &rootSt); err != nil {
+		return err
+	}
+	if err := unix.Lstat(topPath, &topSt); err != nil {
+		return err
+	}
+	if topSt.Mode&unix.S_IFMT == unix.S_IFLNK || // copied as a link
+		topSt.Mode&unix.S_IFMT == unix.S_IFDIR && topSt.Dev != rootSt.Dev {
+		return nil
+	}
+	if tab, err := mount.LoadTable("/proc/self/mountinfo"); err == nil && tab.IsMountPoint(topPath) {
+		return nil
+	}
+	return refuse
 }
 
 func renameNoReplace(from, to string) error {
