@@ -78,7 +78,14 @@ func Open(dir string, create bool) (*Store, error) {
 	}
 	rdir, err := trustpath.Dir(dir)
 	if err != nil && create && errors.Is(err, fs.ErrNotExist) {
-		if merr := os.MkdirAll(dir, 0o700); merr != nil {
+		// Parents as usual (/var/lib is 0755), the directory itself 0700.
+		merr := os.MkdirAll(filepath.Dir(dir), 0o755)
+		if merr == nil {
+			if merr = os.Mkdir(dir, 0o700); errors.Is(merr, fs.ErrExist) {
+				merr = nil
+			}
+		}
+		if merr != nil {
 			return nil, fmt.Errorf("%w: creating %s: %w", ErrStore, dir, merr)
 		}
 		rdir, err = trustpath.Dir(dir)

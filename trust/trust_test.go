@@ -42,6 +42,10 @@ func TestOpenMakesKey(t *testing.T) {
 			t.Errorf("%s: mode %o, want %o", name, st.Mode&0o7777, want)
 		}
 	}
+	var pst unix.Stat_t
+	if unix.Stat(filepath.Dir(s.Dir), &pst); pst.Mode&0o777 != 0o755 {
+		t.Errorf("parent made %o, want 755", pst.Mode&0o777)
+	}
 	if len(s.key) != 32 {
 		t.Fatalf("key of %d bytes", len(s.key))
 	}
