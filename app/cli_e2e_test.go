@@ -112,10 +112,10 @@ baseSame && echo BASE-SAME
 	if r.Code != 0 {
 		t.Fatalf("script failed: %s", r)
 	}
-	wantOut(t, r, "services not started (so they do not hold the card): "+svc, "REMOVED", "BASE-SAME",
+	wantOut(t, r, "services not started (so they do not hold the card): "+svc, "start with `service "+svc+" start`", "REMOVED", "BASE-SAME",
 		"services of the removed packages were left alone", ": "+svc+";")
 	_, rm, _ := strings.Cut(r.Stdout, "removed from the card")
-	if strings.Contains(r.Stdout[strings.Index(r.Stdout, "ovpkg: to remove"):], "start them with") || rm == "" {
+	if strings.Contains(r.Stdout[strings.Index(r.Stdout, "ovpkg: to remove"):], "start with") || rm == "" {
 		t.Errorf("the remove advice speaks of starting the service:\n%s", r)
 	}
 }

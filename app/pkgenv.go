@@ -178,14 +178,25 @@ func printServices(p *progress.Printer, res *pkgflow.Result) {
 		}
 	default:
 		if len(start) > 0 {
-			p.Say("services not started (so they do not hold the card): %s; start them with `service NAME start` (a running service must be stopped before eject)",
-				strings.Join(start, ", "))
+			p.Say("services not started (so they do not hold the card): %s; start with %s (a running service must be stopped before eject)",
+				strings.Join(start, ", "), serviceCmds(start, "start"))
 		}
 		if len(stop) > 0 {
-			p.Say("services not stopped by the package scripts: %s; the old version may still run: restart it with `service NAME restart` (or stop it before eject)",
-				strings.Join(stop, ", "))
+			p.Say("services not stopped by the package scripts: %s; the old version may still run: restart with %s (or stop it before eject)",
+				strings.Join(stop, ", "), serviceCmds(stop, "restart"))
 		}
 	}
+}
+
+// serviceCmds is "`service a ACTION`, `service b ACTION`" for the
+// services named first in each entry ("tor start" or "tor").
+func serviceCmds(entries []string, action string) string {
+	var cmds []string
+	for _, e := range entries {
+		name, _, _ := strings.Cut(e, " ")
+		cmds = append(cmds, "`service "+name+" "+action+"`")
+	}
+	return strings.Join(cmds, ", ")
 }
 
 // reportRSS is set by builds with the ovpkg_testhooks tag (benchmarks).

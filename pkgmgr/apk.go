@@ -9,11 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 )
 
 // Apk drives apk-tools 3 (OpenWrt 25.12 and later; Alpine). apk has no
@@ -253,15 +251,45 @@ func (a *Apk) Argv(op Op, args []string, o ArgvOptions) ([]string, error) {
 	return nil, fmt.Errorf("apk: unknown operation %q", op)
 }
 
-// apkChange matches the lines apk prints for each change of a
-// transaction (and with --simulate): "(1/2) Installing foo (1.0-r1)",
-// "( 3/12) Upgrading foo (1.0-r1 -> 1.1-r0)", "(1/1) Purging foo
-// (1.0-r1)". The name may carry a repository tag ("foo@edge").
-// Compiled on first use, not at package init (init-overlay starts this
-// binary as PID 1, where every init costs: docs/benchmarks.md).
-var apkChange = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^\(\s*\d+/\d+\) (Installing|Upgrading|Downgrading|Replacing|Reinstalling|Purging|Updating pinning|\[APK unavailable, skipped\] Reinstalling) (\S+) \(([^)]*)\)`)
-})
+// apkActions are the actions apk names on its transaction lines.
+var apkActions = []string{"Installing", "Upgrading", "Downgrading", "Replacing", "Reinstalling", "Purging",
+	"Updating pinning", "[APK unavailable, skipped] Reinstalling"}
+
+// apkChange reads the lines apk prints for each change of a transaction
+// (and with --simulate): "(1/2) Installing foo (1.0-r1)", "( 3/12)
+// Upgrading foo (1.0-r1 -> 1.1-r0)", "(1/1) Purging foo (1.0-r1)". The
+// name may carry a repository tag ("foo@edge"). Parsed by hand, as the
+// opkg lines are: the regexp package costs the binary about 100 KB of
+// its 6 MB budget (docs/dependencies.md).
+func apkChange(line string) (action, name, version string, ok bool) {
+	_, _, rest, ok := apkStep(line)
+	if !ok {
+		return "", "", "", false
+	}
+	for _, a := range apkActions {
+		if after, found := strings.CutPrefix(rest, a+" "); found {
+			if name, version, ok = nameParenVersion(after); ok {
+				return a, name, version, true
+			}
+			return "", "", "", false
+		}
+	}
+	return "", "", "", false
+}
+
+// nameParenVersion reads "NAME (VERSION)" at the start of s: NAME has no
+// white space, VERSION no closing parenthesis.
+func nameParenVersion(s string) (name, version string, ok bool) {
+	name, rest, found := strings.Cut(s, " (")
+	if !found || name == "" || strings.ContainsAny(name, " \t") {
+		return "", "", false
+	}
+	version, _, found = strings.Cut(rest, ")")
+	if !found {
+		return "", "", false
+	}
+	return name, version, true
+}
 
 // ApkChange is one line of apk's transaction output.
 type ApkChange struct {
@@ -276,11 +304,11 @@ func ParseApkChanges(r io.Reader) ([]ApkChange, error) {
 	var out []ApkChange
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
-		m := apkChange().FindStringSubmatch(sc.Text())
-		if m == nil {
+		action, name, version, ok := apkChange(sc.Text())
+		if !ok {
 			continue
 		}
-		c := ApkChange{Action: m[1], Name: m[2], Version: m[3]}
+		c := ApkChange{Action: action, Name: name, Version: version}
 		if i := strings.IndexByte(c.Name, '@'); i > 0 {
 			c.Name = c.Name[:i]
 		}
@@ -450,8 +478,32 @@ func (a *Apk) Job(req Request, plan *Plan) (*Job, error) {
 	return &Job{Argv: argv, Parse: apkProgress()}, nil
 }
 
-// apkStep matches the counter of apk's transaction lines.
-var apkStep = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^\(\s*(\d+)/(\d+)\) `) })
+// apkStep reads the counter of apk's transaction lines, "( 3/12) ",
+// and returns the rest of the line.
+func apkStep(line string) (i, n int, rest string, ok bool) {
+	in, found := strings.CutPrefix(line, "(")
+	if !found {
+		return 0, 0, "", false
+	}
+	in = strings.TrimLeft(in, " \t")
+	counter, rest, found := strings.Cut(in, ") ")
+	a, b, found2 := strings.Cut(counter, "/")
+	if !found || !found2 || !digits(a) || !digits(b) {
+		return 0, 0, "", false
+	}
+	i, _ = strconv.Atoi(a)
+	n, _ = strconv.Atoi(b)
+	return i, n, rest, true
+}
+
+func digits(s string) bool {
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // apkProgress turns apk's "(3/12) Installing foo (1.0-r1)" lines into
 // progress events.
@@ -460,12 +512,10 @@ func apkProgress() func(Stream, string) []Event {
 		if s != StreamStdout {
 			return nil
 		}
-		m := apkStep().FindStringSubmatch(line)
-		if m == nil {
+		i, n, rest, ok := apkStep(line)
+		if !ok {
 			return nil
 		}
-		i, _ := strconv.Atoi(m[1])
-		n, _ := strconv.Atoi(m[2])
 		phase := PhaseInstall
 		if strings.Contains(line, ") Purging ") {
 			phase = PhaseRemove
@@ -474,7 +524,7 @@ func apkProgress() func(Stream, string) []Event {
 		if n > 0 {
 			pct = 100 * float64(i-1) / float64(n)
 		}
-		return []Event{{Kind: EventProgress, Phase: phase, Percent: pct, Text: strings.TrimSpace(line[len(m[0]):])}}
+		return []Event{{Kind: EventProgress, Phase: phase, Percent: pct, Text: strings.TrimSpace(rest)}}
 	}
 }
 

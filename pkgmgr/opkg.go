@@ -9,9 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"sync"
 )
 
 // Opkg drives opkg (OpenWrt, Yocto). It is tested against the real
@@ -176,17 +174,33 @@ func (o *Opkg) CheckTools() error {
 	return nil
 }
 
-// opkgInstalling matches `opkg --noaction install` lines:
+// opkgInstalling reads `opkg --noaction install` lines:
 // "Installing foo (1.2-3) to root...".
-// Compiled on first use: package-level regexps cost every start of the
-// binary (init-overlay runs as PID 1 at each boot).
-var opkgInstalling = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^Installing (\S+) \(([^)]*)\) to `) })
+func opkgInstalling(line string) (name, version string, ok bool) {
+	rest, found := strings.CutPrefix(line, "Installing ")
+	if !found {
+		return "", "", false
+	}
+	name, version, ok = nameParenVersion(rest)
+	if !ok || !strings.HasPrefix(rest[len(name)+2+len(version):], ") to ") {
+		return "", "", false
+	}
+	return name, version, true
+}
 
-// opkgUpgrading matches `opkg --noaction upgrade` lines:
+// opkgUpgrading reads `opkg --noaction upgrade` lines:
 // "Upgrading foo on root from 1.0-1 to 1.1-1...".
-var opkgUpgrading = sync.OnceValue(func() *regexp.Regexp {
-	return regexp.MustCompile(`^Upgrading (\S+) on \S+ from (\S+) to ([^.\s]+(?:\.[^.\s]+)*)\.\.\.`)
-})
+func opkgUpgrading(line string) (name, old, version string, ok bool) {
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "Upgrading" || f[2] != "on" || f[4] != "from" || f[6] != "to" {
+		return "", "", "", false
+	}
+	v, _, found := strings.Cut(f[7], "...")
+	if !found || v == "" || strings.HasSuffix(v, ".") || strings.Contains(v, "..") {
+		return "", "", "", false
+	}
+	return f[1], f[5], v, true
+}
 
 // Plan implements Manager: local .ipk files are read in pure Go (paths,
 // Installed-Size), archive packages resolved with `opkg --noaction VERB`
@@ -293,19 +307,16 @@ func (o *Opkg) planNoaction(ctx context.Context, plan *Plan, local map[string]bo
 	wanted := map[string]bool{}
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		m := opkgInstalling().FindStringSubmatch(sc.Text())
+		name, version, ok := opkgInstalling(sc.Text())
 		old := ""
-		if m == nil {
-			if m = opkgUpgrading().FindStringSubmatch(sc.Text()); m != nil {
-				old = m[2]
-				m = []string{m[0], m[1], m[3]}
-			}
+		if !ok {
+			name, old, version, ok = opkgUpgrading(sc.Text())
 		}
-		if m == nil || local[m[1]] {
+		if !ok || local[name] {
 			continue
 		}
-		plan.Install = append(plan.Install, Package{Name: m[1], Version: m[2], Old: old})
-		wanted[m[1]] = true
+		plan.Install = append(plan.Install, Package{Name: name, Version: version, Old: old})
+		wanted[name] = true
 	}
 	// Sizes come from the package lists (Installed-Size, Size): opkg
 	// info prints neither, and opkg-lede keeps no Installed-Size in its
