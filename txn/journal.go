@@ -79,6 +79,26 @@ func parseJournal(s string) (*Journal, error) {
 }
 
 // validCommand: what Begin makes of a command (words joined by "-").
+// journalCommand is how a transaction's command is written into the
+// journal and history: words joined by "-", every character the journal
+// does not take (validCommand) as "_", at most 64 bytes ("try install
+// /tmp/x.deb" is "try-install-_tmp_x.deb").
+func journalCommand(command string) string {
+	b := []byte(strings.Join(strings.Fields(command), "-"))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	if len(b) == 0 {
+		return "change"
+	}
+	return string(b)
+}
+
 func validCommand(c string) bool {
 	if c == "" || len(c) > 64 {
 		return false

@@ -89,10 +89,7 @@ func (c *Card) BeginFilled(command string, pkgs []string, fill func(tree string)
 	if err != nil {
 		return nil, err
 	}
-	cmd := strings.Join(strings.Fields(command), "-")
-	if cmd == "" {
-		cmd = "change"
-	}
+	cmd := journalCommand(command)
 	j := Journal{Op: "begin", ID: id, Command: cmd, Time: time.Now().UTC(), Args: pkgs}
 	if err := c.writeJournal(j); err != nil {
 		return nil, fmt.Errorf("starting transaction %s: %w", id, err)

@@ -103,3 +103,19 @@ func TestConffiles(t *testing.T) {
 		t.Errorf("conffiles: %s", got)
 	}
 }
+
+// Any command a verb passes to Begin is written so that the journal's own
+// parser takes it back (try commit's names .deb paths).
+func TestJournalCommandReadBack(t *testing.T) {
+	for _, c := range []string{"install sl", "try install /tmp/a b/x_1.0_all.deb; apt-get -y install ünï", "", "   ",
+		strings.Repeat("install verylongpackagename ", 10)} {
+		cmd := journalCommand(c)
+		j := Journal{Op: "begin", ID: "0002", Command: cmd, Time: time.Now().UTC()}
+		if _, err := ParseJournal(j.line()); err != nil || !validCommand(cmd) {
+			t.Errorf("%q -> %q: %v", c, cmd, err)
+		}
+	}
+	if got := journalCommand("try install /tmp/x.deb"); got != "try-install-_tmp_x.deb" {
+		t.Errorf("got %q", got)
+	}
+}
