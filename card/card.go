@@ -738,6 +738,26 @@ func (l *Layout) Remove(p string) error {
 	})
 }
 
+// RemoveAll removes p (below the card's root) and everything in it,
+// beneath the root: links are removed as links, nothing on another
+// filesystem or behind a mount point is entered (refused). A missing p
+// is not an error.
+func (l *Layout) RemoveAll(p string) error {
+	rel, err := l.Rel(p)
+	if err != nil {
+		return err
+	}
+	if rel == "." {
+		return &Error{Path: p, Msg: "refusing to remove the card's root", Err: ErrCorrupt}
+	}
+	return l.Do(func(r *beneath.Root) error {
+		if err := r.RemoveAll(rel); err != nil {
+			return refused(p, err)
+		}
+		return nil
+	})
+}
+
 // Lstat stats p (below the card's root) beneath the root without
 // following its last component.
 func (l *Layout) Lstat(p string) (st *unix.Stat_t, err error) {

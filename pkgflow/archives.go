@@ -70,7 +70,7 @@ func openArchives(opt mountset.Options, rec *mountset.Record, root string) (*arc
 	a := &archives{dir: dir, keep: keep}
 	if dir == "" {
 		a.dir = DefaultArchiveDir(rec.CardMount)
-		if err := mkdirNoFollow(rec.CardMount, a.dir); err != nil {
+		if err := card.New(rec.CardMount).MkdirAll(a.dir, 0o755); err != nil { // beneath the card's root
 			return nil, fmt.Errorf("archive directory on the card: %w", err)
 		}
 	} else {

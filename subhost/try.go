@@ -58,7 +58,7 @@ func (t *Try) Upper() string { return filepath.Join(t.Dir, "root") }
 
 // State reads try.json (ErrNoTry when there is none).
 func (t *Try) State() (*TryState, error) {
-	b, err := os.ReadFile(t.statePath())
+	b, err := t.layout().ReadFile(t.statePath(), 1<<20)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, ErrNoTry
 	}
@@ -74,8 +74,12 @@ func (t *Try) State() (*TryState, error) {
 
 func (t *Try) writeState(s *TryState) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	return os.WriteFile(t.statePath(), append(b, '\n'), 0o644)
+	return t.layout().WriteFile(t.statePath(), append(b, '\n'), 0o644)
 }
+
+// layout is the card the sandbox lives on: everything in it is resolved
+// beneath the card's root (no link followed, no mount crossed).
+func (t *Try) layout() *card.Layout { return card.New(t.Rec.CardMount) }
 
 // Ensure makes the sandbox (first use, stack recorded) and starts its
 // subhost over the card's merged root when it is not running. The
@@ -84,7 +88,7 @@ func (t *Try) Ensure(stack []string, archiveDir string) (*TryState, error) {
 	st, err := t.State()
 	if errors.Is(err, ErrNoTry) {
 		for _, d := range []string{t.Dir, t.Upper(), filepath.Join(t.Dir, "work"), filepath.Join(t.Dir, "live")} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
+			if err := t.layout().MkdirAll(d, 0o755); err != nil {
 				return nil, err
 			}
 		}
@@ -303,7 +307,7 @@ func (t *Try) Remove() error {
 			return err
 		}
 	}
-	return os.RemoveAll(t.Dir)
+	return t.layout().RemoveAll(t.Dir)
 }
 
 // unmountedDir refuses a directory that is a mount point here.
