@@ -30,7 +30,7 @@ func FuzzParseJournal(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if card.CheckID(j.ID) != nil || !validCommand(j.Command) {
+		if card.CheckID(j.ID) != nil || hasControl(j.Command) || strings.ContainsAny(j.Command, " \t\n") {
 			t.Fatalf("bad id or command accepted: %+v", j)
 		}
 		for _, a := range j.Args {
@@ -115,7 +115,6 @@ func TestParseJournalRefuses(t *testing.T) {
 	for _, s := range []string{
 		"begin ../x install " + now,
 		"squash 0009 commit " + now + " ../../etc",
-		"begin 0003 in/stall " + now,
 		"begin 0003 install " + now + " a\x1bb",
 	} {
 		if _, err := parseJournal(s); err == nil {

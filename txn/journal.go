@@ -37,8 +37,8 @@ const MaxJournal = 1 << 20
 // ParseJournal reads the journal's text (one line) and validates every
 // field before anything uses it: the op, the layer id (card.CheckID), the
 // command (1-64 of [a-z0-9._-]), an RFC 3339 time, and the arguments
-// (layer ids for squash and rollback; for begin, package names of at
-// most 256 bytes without control characters), at most 10000.
+// (layer ids for squash and rollback; for begin, package names or paths of at
+// most 4096 bytes without control characters), at most 10000.
 func ParseJournal(s string) (*Journal, error) { return parseJournal(s) }
 
 func parseJournal(s string) (*Journal, error) {
@@ -52,7 +52,7 @@ func parseJournal(s string) (*Journal, error) {
 	if card.CheckID(f[1]) != nil {
 		return nil, fmt.Errorf("bad layer id %s in the transaction journal", quoteShort(f[1]))
 	}
-	if !validCommand(f[2]) {
+	if len(f[2]) > maxCommand || hasControl(f[2]) {
 		return nil, fmt.Errorf("bad command %s in the transaction journal", quoteShort(f[2]))
 	}
 	t, err := time.Parse(time.RFC3339, f[3])
@@ -64,7 +64,7 @@ func parseJournal(s string) (*Journal, error) {
 		return nil, fmt.Errorf("transaction journal lists %d arguments (at most 10000)", len(args))
 	}
 	for _, a := range args {
-		bad := len(a) > 256 || hasControl(a)
+		bad := len(a) > 4096 || hasControl(a)
 		if f[0] != "begin" {
 			bad = card.CheckID(a) != nil
 		}
@@ -78,7 +78,6 @@ func parseJournal(s string) (*Journal, error) {
 	return &Journal{Op: f[0], ID: f[1], Command: f[2], Time: t, Args: args}, nil
 }
 
-// validCommand: what Begin makes of a command (words joined by "-").
 // journalCommand is how a transaction's command is written into the
 // journal and history: words joined by "-", every character the journal
 // does not take (validCommand) as "_", at most 64 bytes ("try install
@@ -99,6 +98,12 @@ func journalCommand(command string) string {
 	return string(b)
 }
 
+// maxCommand bounds the command recorded in the journal and history
+// (Begin joins the command's words with "-": ovpkg try records its
+// arguments, paths of .deb files included). It is only ever shown.
+const maxCommand = 4096
+
+// validCommand: a history event's name.
 func validCommand(c string) bool {
 	if c == "" || len(c) > 64 {
 		return false
@@ -259,7 +264,7 @@ func CheckEntry(e Entry) error {
 	if len(e.Layers) > card.MaxLayers*4 {
 		return fmt.Errorf("%d layers listed", len(e.Layers))
 	}
-	if len(e.Command) > 64 || hasControl(e.Command) {
+	if len(e.Command) > maxCommand || hasControl(e.Command) {
 		return fmt.Errorf("bad command %s", quoteShort(e.Command))
 	}
 	if len(e.Note) > 4096 || hasControl(e.Note) {
@@ -269,7 +274,7 @@ func CheckEntry(e Entry) error {
 		return fmt.Errorf("%d packages listed", len(e.Packages))
 	}
 	for _, p := range e.Packages {
-		if len(p) > 256 || hasControl(p) {
+		if len(p) > 4096 || hasControl(p) {
 			return fmt.Errorf("bad package name %s", quoteShort(p))
 		}
 	}
