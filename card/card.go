@@ -162,17 +162,16 @@ func refused(path string, err error) error {
 	msg := err.Error()
 	var be *beneath.Error
 	if errors.As(err, &be) {
-		switch {
-		case errors.Is(err, unix.ELOOP):
+		path, msg = filepath.Join(be.Root, be.Rel), be.Op+": "+be.Err.Error()
+		if errors.Is(err, unix.ELOOP) {
 			msg = "is or goes through a symbolic link: a card's ovpkg layout never has one, so this card was changed elsewhere; refused, nothing done (check the card on another machine)"
-		case errors.Is(err, unix.EXDEV):
+		} else if errors.Is(err, unix.EXDEV) {
 			msg = "leads off the card (a mount point or another filesystem): refused, nothing done"
-		default:
-			msg = fmt.Sprintf("%s: %v", be.Op, be.Err)
+		} else if errors.Is(err, unix.ENOTDIR) {
+			msg = "is not a directory"
 		}
-		path = be.Root + "/" + be.Rel
 	}
-	return &Error{Path: filepath.Clean(path), Msg: msg, Err: err}
+	return &Error{Path: path, Msg: msg, Err: err}
 }
 
 // Init creates the layout on a card that has none: FORMAT, a first layer
@@ -188,48 +187,46 @@ func Init(root string, dirs []string) (*Layout, error) {
 			return nil, err
 		}
 	}
-	err := l.Do(func(r *beneath.Root) (retErr error) {
+	const tmp = "." + TopDir + ".init"
+	err := l.Do(func(r *beneath.Root) error {
 		if _, err := r.Lstat(relTop); err == nil {
 			return &Error{Path: l.Top(), Msg: "already has an ovpkg layout", Err: fs.ErrExist}
 		} else if !errors.Is(err, unix.ENOENT) {
-			return refused(l.Top(), err)
-		}
-		tmp := "." + TopDir + ".init"
-		if err := r.RemoveAll(tmp); err != nil {
-			return refused(r.Join(tmp), err)
-		}
-		defer func() {
-			if retErr != nil {
-				if err := r.RemoveAll(tmp); err != nil {
-					retErr = errors.Join(retErr, refused(r.Join(tmp), err))
-				}
-			}
-		}()
-		in := func(rel string) string { return tmp + strings.TrimPrefix(rel, relTop) }
-		if err := r.MkdirAll(in(relLayers), 0o755); err != nil {
-			return &Error{Path: r.Join(tmp), Msg: "cannot create the layout (is the card writable?): " + err.Error(), Err: err}
-		}
-		if err := newLayerDir(r, in(relLayer(FirstLayer)), FirstLayer); err != nil {
 			return err
 		}
+		err := r.RemoveAll(tmp)
+		// Build under tmp (as if it were the top directory), then rename.
+		in := func(rel string) string { return tmp + rel[len(relTop):] }
+		if err == nil {
+			err = r.MkdirAll(in(relLayers), 0o755)
+		}
+		if err == nil {
+			err = newLayerDir(r, in(relLayer(FirstLayer)), FirstLayer)
+		}
 		for _, d := range dirs {
-			if err := mkdirs(r, in(relUpper(FirstLayer, d)), in(relWork(FirstLayer, d))); err != nil {
-				return err
+			if err == nil {
+				err = mkdirs(r, in(relUpper(FirstLayer, d)), in(relWork(FirstLayer, d)))
 			}
 		}
-		if err := r.WriteFile(in(relFormat), []byte(fmt.Sprintf("%s %d\n", formatMagic, Format)), 0o644); err != nil {
-			return refused(l.FormatFile(), err)
+		if err == nil {
+			err = r.WriteFile(in(relFormat), []byte(formatMagic+" "+strconv.Itoa(Format)+"\n"), 0o644)
 		}
-		if err := r.WriteFile(in(relStack), []byte(FirstLayer+"\n"), 0o644); err != nil {
-			return refused(l.StackFile(), err)
+		if err == nil {
+			err = r.WriteFile(in(relStack), []byte(FirstLayer+"\n"), 0o644)
 		}
-		if err := r.Rename(tmp, relTop); err != nil {
-			return refused(l.Top(), err)
+		if err == nil {
+			err = r.Rename(tmp, relTop)
 		}
-		return r.SyncDir(".")
+		if err == nil {
+			return r.SyncDir(".")
+		}
+		if rerr := r.RemoveAll(tmp); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, refused(l.Top(), err)
 	}
 	return l, nil
 }
@@ -254,35 +251,22 @@ func newLayerDir(r *beneath.Root, rel, id string) error {
 func Open(root string) (*Layout, error) {
 	l := New(root)
 	err := l.Do(func(r *beneath.Root) error {
-		st, err := r.Lstat(relTop)
-		if errors.Is(err, unix.ENOENT) {
+		if _, err := r.Lstat(relTop); errors.Is(err, unix.ENOENT) {
 			return &Error{Path: l.Top(), Msg: "no ovpkg layout on the card", Err: ErrNotInitialized}
 		}
-		if err != nil {
-			return refused(l.Top(), err)
-		}
-		if st.Mode&unix.S_IFMT == unix.S_IFLNK {
-			return refused(l.Top(), &beneath.Error{Root: r.Path, Rel: relTop, Op: "open", Err: unix.ELOOP})
-		}
 		if _, err := r.Dir(relTop); err != nil {
-			if errors.Is(err, unix.ENOTDIR) {
-				return &Error{Path: l.Top(), Msg: "is not a directory", Err: ErrCorrupt}
-			}
 			return refused(l.Top(), err)
 		}
 		b, err := r.ReadFile(relFormat, MaxFormat)
 		if err != nil {
-			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
-				return refused(l.FormatFile(), err)
-			}
-			return &Error{Path: l.FormatFile(), Msg: "cannot read the layout version: " + errText(err), Err: ErrCorrupt}
+			return corrupt(l.FormatFile(), "cannot read the layout version", err)
 		}
 		v, err := ParseFormat(b)
 		if err != nil {
 			return &Error{Path: l.FormatFile(), Msg: err.Error(), Err: ErrCorrupt}
 		}
 		if v > Format {
-			return &Error{Path: l.FormatFile(), Msg: fmt.Sprintf("card layout version %d is newer than this ovpkg understands (%d); upgrade ovpkg before mounting this card", v, Format), Err: ErrNewerFormat}
+			return &Error{Path: l.FormatFile(), Msg: "card layout version " + strconv.Itoa(v) + " is newer than this ovpkg understands (" + strconv.Itoa(Format) + "); upgrade ovpkg before mounting this card", Err: ErrNewerFormat}
 		}
 		_, err = l.layers(r)
 		return err
@@ -302,27 +286,31 @@ func errText(err error) string {
 	return err.Error()
 }
 
+// corrupt is a card file that cannot be read: refused (a link, a mount
+// point) or damaged (ErrCorrupt).
+func corrupt(path, what string, err error) error {
+	if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
+		return refused(path, err)
+	}
+	return &Error{Path: path, Msg: what + ": " + errText(err), Err: ErrCorrupt}
+}
+
 // ParseFormat reads FORMAT's text: "ovpkg-card <version>".
 func ParseFormat(b []byte) (int, error) {
-	if len(b) > MaxFormat {
-		return 0, fmt.Errorf("layout version file larger than %d bytes", MaxFormat)
-	}
 	f := strings.Fields(string(b))
-	if len(f) != 2 || f[0] != formatMagic {
-		return 0, fmt.Errorf("unrecognised layout version %q (want %q)", printable(strings.TrimSpace(string(b))), fmt.Sprintf("%s %d", formatMagic, Format))
-	}
-	if len(f[1]) > 6 {
-		return 0, fmt.Errorf("bad layout version %q", printable(f[1]))
+	if len(b) > MaxFormat || len(f) != 2 || f[0] != formatMagic || len(f[1]) > 6 {
+		return 0, errors.New("unrecognised layout version " + strconv.Quote(printable(string(b))) + " (want \"" + formatMagic + " " + strconv.Itoa(Format) + "\")")
 	}
 	v, err := strconv.Atoi(f[1])
 	if err != nil || v < 1 {
-		return 0, fmt.Errorf("bad layout version %q", printable(f[1]))
+		return 0, errors.New("bad layout version " + strconv.Quote(f[1]))
 	}
 	return v, nil
 }
 
 // printable shortens s for a one-line message.
 func printable(s string) string {
+	s = strings.TrimSpace(s)
 	if len(s) > 40 {
 		s = s[:40] + "..."
 	}
@@ -343,10 +331,7 @@ func (l *Layout) Layers() (ids []string, err error) {
 func (l *Layout) layers(r *beneath.Root) ([]string, error) {
 	b, err := r.ReadFile(relStack, MaxStack)
 	if err != nil {
-		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
-			return nil, refused(l.StackFile(), err)
-		}
-		return nil, &Error{Path: l.StackFile(), Msg: "cannot read the layer stack: " + errText(err), Err: ErrCorrupt}
+		return nil, corrupt(l.StackFile(), "cannot read the layer stack", err)
 	}
 	ids, err := ParseStackStrict(b)
 	if err != nil {
@@ -367,17 +352,17 @@ func (l *Layout) layers(r *beneath.Root) ([]string, error) {
 // directories beneath the card's root, and its work directory too when
 // present.
 func checkLayer(r *beneath.Root, id string) error {
-	for _, rel := range []string{relLayer(id), relTree(id)} {
-		ok, err := r.IsDir(rel)
-		if err != nil && !errors.Is(err, unix.ENOTDIR) {
+	for _, rel := range []string{relLayer(id), relTree(id), relLayer(id) + "/work"} {
+		_, err := r.Dir(rel)
+		if errors.Is(err, unix.ENOENT) && rel[len(rel)-5:] == "/work" {
+			continue // made when needed
+		}
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
+			return &Error{Path: r.Join(relTree(id)), Msg: "layer " + id + " named in the stack is missing", Err: ErrCorrupt}
+		}
+		if err != nil {
 			return refused(r.Join(rel), err)
 		}
-		if !ok {
-			return &Error{Path: r.Join(relTree(id)), Msg: fmt.Sprintf("layer %s named in the stack is missing", id), Err: ErrCorrupt}
-		}
-	}
-	if _, err := r.Dir(relLayer(id) + "/work"); err != nil && !errors.Is(err, unix.ENOENT) {
-		return refused(r.Join(relLayer(id)+"/work"), err)
 	}
 	return nil
 }
@@ -412,20 +397,14 @@ const MaxLayers = 500
 // ParseStackStrict is ParseStack that validates: at least one id, each a
 // valid layer id (CheckID), none repeated, at most MaxLayers.
 func ParseStackStrict(b []byte) ([]string, error) {
-	if len(b) > MaxStack {
-		return nil, fmt.Errorf("the layer stack is larger than %d bytes", MaxStack)
-	}
 	ids := ParseStack(string(b))
-	if len(ids) == 0 {
-		return nil, errors.New("the layer stack is empty")
-	}
-	if len(ids) > MaxLayers {
-		return nil, fmt.Errorf("the layer stack lists %d layers (at most %d)", len(ids), MaxLayers)
+	if len(b) > MaxStack || len(ids) == 0 || len(ids) > MaxLayers {
+		return nil, errors.New("the layer stack is empty or too large (1 to " + strconv.Itoa(MaxLayers) + " layers)")
 	}
 	seen := map[string]bool{}
 	for _, id := range ids {
-		if err := CheckID(id); err != nil || seen[id] {
-			return nil, fmt.Errorf("bad or repeated layer id %q", printable(id))
+		if checkID(id) != nil || seen[id] {
+			return nil, errors.New("bad or repeated layer id " + strconv.Quote(printable(id)))
 		}
 		seen[id] = true
 	}
@@ -468,11 +447,11 @@ func (l *Layout) WriteStack(ids []string) error {
 	}
 	return l.Do(func(r *beneath.Root) error {
 		for _, id := range ids {
-			if err := checkID(id); err != nil {
-				return &Error{Path: l.StackFile(), Msg: fmt.Sprintf("bad layer id %q", id), Err: ErrCorrupt}
+			if checkID(id) != nil {
+				return &Error{Path: l.StackFile(), Msg: "bad layer id " + strconv.Quote(id), Err: ErrCorrupt}
 			}
 			if err := checkLayer(r, id); err != nil {
-				return &Error{Path: l.Tree(id), Msg: fmt.Sprintf("layer %s does not exist", id), Err: ErrCorrupt}
+				return err
 			}
 		}
 		if err := r.WriteFile(relStack, []byte(strings.Join(ids, "\n")+"\n"), 0o644); err != nil {
@@ -561,43 +540,32 @@ func (l *Layout) Specs(dirs []string) ([]Spec, error) {
 // inode with what its name resolves to: the kernel gets exactly the
 // directory checked.
 func (l *Layout) OverlayDirs(ids []string, dir string) (upper, work string, lowers []string, err error) {
-	if len(ids) == 0 {
-		return "", "", nil, &Error{Path: l.StackFile(), Msg: "no layers", Err: ErrCorrupt}
+	if err := CheckDir(dir); err != nil || len(ids) == 0 {
+		return "", "", nil, &Error{Path: l.StackFile(), Msg: "no layers or a bad directory", Err: ErrCorrupt}
 	}
-	if err := CheckDir(dir); err != nil {
-		return "", "", nil, err
-	}
+	top := ids[len(ids)-1]
 	err = l.Do(func(r *beneath.Root) error {
-		top := ids[len(ids)-1]
-		for _, rel := range []string{relUpper(top, dir), relWork(top, dir)} {
-			// Missing (before EnsureDirs): the kernel would refuse it.
-			if err := r.SameDir(rel, r.Join(rel)); err != nil && !errors.Is(err, unix.ENOENT) {
-				return refused(r.Join(rel), err)
+		for i := len(ids) - 1; i >= -1; i-- {
+			rel := relWork(top, dir) // i == -1
+			if i >= 0 {
+				rel = relUpper(ids[i], dir)
 			}
-		}
-		for i := len(ids) - 2; i >= 0; i-- {
-			rel := relUpper(ids[i], dir)
-			ok, err := r.IsDir(rel)
-			if errors.Is(err, unix.ENOTDIR) {
-				continue // a whiteout or a file: the layer has no such dir
+			// A lower layer without dir (missing, or a whiteout there) is
+			// skipped; a missing upper or work dir is the kernel's to refuse.
+			err := r.SameDir(rel, r.Join(rel))
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) && i >= 0 && i < len(ids)-1 {
+				continue
 			}
 			if err != nil {
 				return refused(r.Join(rel), err)
 			}
-			if !ok {
-				continue
+			if i >= 0 && i < len(ids)-1 {
+				lowers = append(lowers, r.Join(rel))
 			}
-			if err := r.SameDir(rel, r.Join(rel)); err != nil {
-				return refused(r.Join(rel), err)
-			}
-			lowers = append(lowers, r.Join(rel))
 		}
 		return nil
 	})
-	if err != nil {
-		return "", "", nil, err
-	}
-	return l.Upper(ids[len(ids)-1], dir), l.Work(ids[len(ids)-1], dir), lowers, nil
+	return l.Upper(top, dir), l.Work(top, dir), lowers, err
 }
 
 // LayerDirs lists the directories in <card>/ovpkg/layers (sorted),
@@ -626,22 +594,11 @@ var ErrNotMarked = errors.New("does not carry ovpkg's layer mark")
 // Marked reports whether layer id's directory carries ovpkg's mark for
 // that id (read beneath the card's root).
 func (l *Layout) Marked(id string) (bool, error) {
-	if err := checkID(id); err != nil {
+	b, err := l.ReadFile(l.LayerDir(id)+"/"+MarkFile, 256)
+	if errors.Is(err, unix.ENOENT) || checkID(id) != nil {
 		return false, nil
 	}
-	var ok bool
-	err := l.Do(func(r *beneath.Root) error {
-		b, err := r.ReadFile(relLayer(id)+"/"+MarkFile, 256)
-		if errors.Is(err, unix.ENOENT) {
-			return nil
-		}
-		if err != nil {
-			return refused(r.Join(relLayer(id)+"/"+MarkFile), err)
-		}
-		ok = string(b) == markText(id)
-		return nil
-	})
-	return ok, err
+	return err == nil && string(b) == markText(id), err
 }
 
 // RemoveLayer deletes layer id's directory, beneath the card's root:
@@ -651,42 +608,28 @@ func (l *Layout) Marked(id string) (bool, error) {
 // the stack does not list) or be empty, else it is kept and ErrNotMarked
 // returned.
 func (l *Layout) RemoveLayer(id string, needMark bool) error {
-	if err := checkID(id); err != nil {
-		return &Error{Path: l.LayerDir(id), Msg: fmt.Sprintf("bad layer id %q: not deleted", id), Err: ErrCorrupt}
-	}
-	if needMark {
-		ok, err := l.Marked(id)
-		if err != nil {
-			return err
-		}
-		if !ok && !l.emptyDir(relLayer(id)) {
-			return &Error{Path: l.LayerDir(id), Msg: "does not carry ovpkg's mark (" + MarkFile + "), so ovpkg did not create it: kept, not deleted (remove it by hand if it is garbage)", Err: ErrNotMarked}
-		}
+	if checkID(id) != nil {
+		return &Error{Path: l.LayerDir(id), Msg: "bad layer id: not deleted", Err: ErrCorrupt}
 	}
 	return l.Do(func(r *beneath.Root) error {
-		if _, err := r.Dir(relLayer(id)); err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				return nil
+		if needMark {
+			ok, err := l.Marked(id)
+			if err != nil {
+				return refused(l.LayerDir(id), err)
 			}
+			if ents, _ := r.ReadDir(relLayer(id)); !ok && len(ents) > 0 {
+				return &Error{Path: l.LayerDir(id), Msg: "does not carry ovpkg's mark (" + MarkFile + "), so ovpkg did not create it: kept, not deleted (remove it by hand if it is garbage)", Err: ErrNotMarked}
+			}
+		}
+		err := r.RemoveAll(relLayer(id))
+		if err == nil {
+			err = r.SyncDir(relLayers)
+		}
+		if err != nil {
 			return refused(l.LayerDir(id), err)
 		}
-		if err := r.RemoveAll(relLayer(id)); err != nil {
-			return refused(l.LayerDir(id), err)
-		}
-		return r.SyncDir(relLayers)
-	})
-}
-
-// emptyDir reports whether rel is an empty real directory (a layer
-// directory a crash left before its mark was written: nothing to lose).
-func (l *Layout) emptyDir(rel string) bool {
-	empty := false
-	l.Do(func(r *beneath.Root) error {
-		ents, err := r.ReadDir(rel)
-		empty = err == nil && len(ents) == 0
 		return nil
 	})
-	return empty
 }
 
 // ReadFile reads the regular file p (an absolute path below the card's
@@ -772,29 +715,6 @@ func (l *Layout) Lstat(p string) (st *unix.Stat_t, err error) {
 	return st, err
 }
 
-// Open opens the regular file p (below the card's root) for reading,
-// beneath the root.
-func (l *Layout) Open(p string) (f *os.File, err error) {
-	rel, err := l.Rel(p)
-	if err != nil {
-		return nil, err
-	}
-	err = l.Do(func(r *beneath.Root) error {
-		f, err = r.Open(rel, unix.O_RDONLY|unix.O_NONBLOCK, 0)
-		if err != nil {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
-			f.Close()
-			f = nil
-			return &Error{Path: p, Msg: "is not a regular file", Err: ErrCorrupt}
-		}
-		return nil
-	})
-	return f, err
-}
-
 // Append appends data to the file p (below the card's root) and fsyncs
 // it, beneath the root.
 func (l *Layout) Append(p string, data []byte, perm os.FileMode) error {
@@ -817,10 +737,7 @@ func (l *Layout) SyncDir(p string) error {
 func mkdirs(r *beneath.Root, rels ...string) error {
 	for _, rel := range rels {
 		if err := r.MkdirAll(rel, 0o755); err != nil {
-			if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EXDEV) {
-				return refused(r.Join(rel), err)
-			}
-			return &Error{Path: r.Join(rel), Msg: "cannot create directory: " + errText(err), Err: err}
+			return refused(r.Join(rel), err)
 		}
 	}
 	return nil

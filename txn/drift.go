@@ -8,9 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -61,21 +61,18 @@ func (c *Card) readSums() (map[string]string, error) {
 // bytes) inside one of the overlaid directories dirs; anything else is
 // an error naming the line.
 func ParseSums(b []byte, dirs []string) (map[string]string, error) {
-	if len(b) > MaxSums {
-		return nil, fmt.Errorf("larger than %d bytes", MaxSums)
-	}
 	m := map[string]string{}
-	lines := strings.Split(string(b), "\n")
-	if len(lines) > 0 && lines[len(lines)-1] == "" {
-		lines = lines[:len(lines)-1]
-	}
+	lines := strings.SplitAfter(string(b), "\n")
 	for i, ln := range lines {
-		s, p, ok := strings.Cut(ln, " ")
-		if !ok || !validSum(s) {
-			return nil, fmt.Errorf("line %d is not \"SHA256 PATH\": %s", i+1, quoteShort(ln))
+		s, p, _ := strings.Cut(strings.TrimSuffix(ln, "\n"), " ")
+		if ln == "" && i == len(lines)-1 {
+			break
+		}
+		if len(b) > MaxSums || !validSum(s) {
+			return nil, errors.New("line " + strconv.Itoa(i+1) + " is not \"SHA256 PATH\": " + quoteShort(ln))
 		}
 		if err := checkRelPath(p, dirs); err != nil {
-			return nil, fmt.Errorf("line %d: %w", i+1, err)
+			return nil, errors.New("line " + strconv.Itoa(i+1) + ": " + err.Error())
 		}
 		m[p] = s
 	}
@@ -100,12 +97,11 @@ func validSum(s string) bool {
 // checkRelPath validates a root-relative path read from the card: clean,
 // relative, no "..", bounded, printable, strictly inside one of dirs.
 func checkRelPath(p string, dirs []string) error {
-	if p == "" || len(p) > 4096 || hasControl(p) || strings.HasPrefix(p, "/") || path.Clean(p) != p ||
-		p == "." || p == ".." || strings.HasPrefix(p, "../") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
-		return fmt.Errorf("path %s is not a clean relative path (refused: it could name a file outside the overlaid directories)", quoteShort(p))
+	if len(p) > 4096 || hasControl(p) || beneath.CheckRel(p) != nil || p == "." {
+		return errors.New("path " + quoteShort(p) + " is not a clean relative path (refused: it could name a file outside the overlaid directories)")
 	}
 	if overlaidDir(p, dirs) == "" {
-		return fmt.Errorf("path %s is not inside an overlaid directory (%s)", quoteShort(p), strings.Join(dirs, " "))
+		return errors.New("path " + quoteShort(p) + " is not inside an overlaid directory (" + strings.Join(dirs, " ") + ")")
 	}
 	return nil
 }

@@ -42,34 +42,24 @@ const MaxJournal = 1 << 20
 func ParseJournal(s string) (*Journal, error) { return parseJournal(s) }
 
 func parseJournal(s string) (*Journal, error) {
-	if len(s) > MaxJournal {
-		return nil, fmt.Errorf("transaction journal larger than %d bytes", MaxJournal)
-	}
 	f := strings.Fields(s)
-	if len(f) < 4 || (f[0] != "begin" && f[0] != "squash" && f[0] != "rollback") {
-		return nil, fmt.Errorf("unreadable transaction journal %s", quoteShort(strings.TrimSpace(s)))
-	}
-	if card.CheckID(f[1]) != nil {
-		return nil, fmt.Errorf("bad layer id %s in the transaction journal", quoteShort(f[1]))
-	}
-	if len(f[2]) > maxCommand || hasControl(f[2]) {
-		return nil, fmt.Errorf("bad command %s in the transaction journal", quoteShort(f[2]))
+	if len(s) > MaxJournal || len(f) < 4 || len(f) > 10004 || (f[0] != "begin" && f[0] != "squash" && f[0] != "rollback") {
+		return nil, errors.New("unreadable transaction journal " + quoteShort(strings.TrimSpace(s)))
 	}
 	t, err := time.Parse(time.RFC3339, f[3])
 	if err != nil {
-		return nil, fmt.Errorf("unreadable time in transaction journal %s", quoteShort(strings.TrimSpace(s)))
+		return nil, errors.New("unreadable time in transaction journal " + quoteShort(f[3]))
+	}
+	if bad := badField("layer id", f[1], true); bad != nil {
+		return nil, bad
+	}
+	if bad := badField("command", f[2], false); bad != nil {
+		return nil, bad
 	}
 	args := f[4:]
-	if len(args) > 10000 {
-		return nil, fmt.Errorf("transaction journal lists %d arguments (at most 10000)", len(args))
-	}
 	for _, a := range args {
-		bad := len(a) > 4096 || hasControl(a)
-		if f[0] != "begin" {
-			bad = card.CheckID(a) != nil
-		}
-		if bad {
-			return nil, fmt.Errorf("bad argument %s in the transaction journal", quoteShort(a))
+		if bad := badField("argument", a, f[0] != "begin"); bad != nil {
+			return nil, bad
 		}
 	}
 	if len(args) == 0 {
@@ -79,8 +69,8 @@ func parseJournal(s string) (*Journal, error) {
 }
 
 // journalCommand is how a transaction's command is written into the
-// journal and history: words joined by "-", every character the journal
-// does not take (validCommand) as "_", at most 64 bytes ("try install
+// journal and history: words joined by "-", every character outside
+// [A-Za-z0-9._-] as "_", at most 64 bytes ("try install
 // /tmp/x.deb" is "try-install-_tmp_x.deb").
 func journalCommand(command string) string {
 	b := []byte(strings.Join(strings.Fields(command), "-"))
@@ -98,6 +88,15 @@ func journalCommand(command string) string {
 	return string(b)
 }
 
+// badField checks a name read from a card file: a layer id (isID), or a
+// text of at most maxCommand bytes without control characters.
+func badField(what, v string, isID bool) error {
+	if isID && card.CheckID(v) != nil || !isID && (len(v) > maxCommand || hasControl(v)) {
+		return errors.New("bad " + what + " " + quoteShort(v))
+	}
+	return nil
+}
+
 // maxCommand bounds the command recorded in the journal and history
 // (Begin joins the command's words with "-": ovpkg try records its
 // arguments, paths of .deb files included). It is only ever shown.
@@ -105,7 +104,7 @@ const maxCommand = 4096
 
 // validCommand: a history event's name.
 func validCommand(c string) bool {
-	if c == "" || len(c) > 64 {
+	if c == "" || len(c) > 32 {
 		return false
 	}
 	for _, r := range c {
@@ -193,6 +192,9 @@ func (c *Card) appendHistory(e Entry) error {
 	return c.L.Append(c.historyPath(), append(b, '\n'), 0o644)
 }
 
+// MaxHistory bounds the history file (a line is about 200 bytes).
+const MaxHistory = 64 << 20
+
 // MaxHistoryLine bounds one history line.
 const MaxHistoryLine = 1 << 20
 
@@ -201,15 +203,14 @@ const MaxHistoryLine = 1 << 20
 // line that is not a valid entry (CheckEntry) is refused, naming the
 // file and the line.
 func (c *Card) History() ([]Entry, error) {
-	f, err := c.L.Open(c.historyPath())
+	b, err := c.L.ReadFile(c.historyPath(), MaxHistory)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	out, err := ParseHistory(f)
+	out, err := ParseHistory(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (a card changed elsewhere? ovpkg refuses to act on it)", c.historyPath(), err)
 	}
@@ -253,33 +254,18 @@ func ParseHistory(r io.Reader) ([]Entry, error) {
 // ids (ID, Layers, Into) are layer ids, its texts have no control
 // characters and bounded lengths.
 func CheckEntry(e Entry) error {
-	if len(e.Event) > 32 || !validCommand(e.Event) {
-		return fmt.Errorf("bad event %s", quoteShort(e.Event))
+	if !validCommand(e.Event) || e.Bytes < 0 || len(e.Layers) > 4*card.MaxLayers || len(e.Packages) > 10000 {
+		return errors.New("bad entry for event " + quoteShort(e.Event))
 	}
 	for _, id := range append([]string{e.ID, e.Into}, e.Layers...) {
-		if id != "" && card.CheckID(id) != nil {
-			return fmt.Errorf("bad layer id %s", quoteShort(id))
+		if bad := badField("layer id", id, true); id != "" && bad != nil {
+			return bad
 		}
 	}
-	if len(e.Layers) > card.MaxLayers*4 {
-		return fmt.Errorf("%d layers listed", len(e.Layers))
-	}
-	if len(e.Command) > maxCommand || hasControl(e.Command) {
-		return fmt.Errorf("bad command %s", quoteShort(e.Command))
-	}
-	if len(e.Note) > 4096 || hasControl(e.Note) {
-		return fmt.Errorf("bad note %s", quoteShort(e.Note))
-	}
-	if len(e.Packages) > 10000 {
-		return fmt.Errorf("%d packages listed", len(e.Packages))
-	}
-	for _, p := range e.Packages {
-		if len(p) > 4096 || hasControl(p) {
-			return fmt.Errorf("bad package name %s", quoteShort(p))
+	for _, t := range append([]string{e.Command, e.Note}, e.Packages...) {
+		if bad := badField("text", t, false); bad != nil {
+			return bad
 		}
-	}
-	if e.Bytes < 0 {
-		return fmt.Errorf("negative size %d", e.Bytes)
 	}
 	return nil
 }

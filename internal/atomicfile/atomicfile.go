@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -20,34 +21,13 @@ import (
 
 // Write replaces path with data, mode perm. Errors name the step and keep
 // the cause (errors.Is works).
-func Write(path string, data []byte, perm os.FileMode) (retErr error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+func Write(path string, data []byte, perm os.FileMode) error {
+	fd, err := unix.Open(filepath.Dir(path), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	defer func() {
-		if retErr != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("flushing %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing %s: %w", path, err)
-	}
-	return SyncDir(dir)
+	defer unix.Close(fd)
+	return writeAt(fd, filepath.Base(path), path, data, Options{Perm: perm, UID: -1, GID: -1})
 }
 
 // SyncDir flushes a directory, making renames and new entries in it
@@ -76,56 +56,47 @@ type Options struct {
 // rename over name (a link there is replaced, not followed), directory
 // fsync. dirfd must be a directory opened for reading (not O_PATH) so
 // that it can be flushed; the caller chose how it was reached.
-func WriteAt(dirfd int, name string, data []byte, o Options) (retErr error) {
+func WriteAt(dirfd int, name string, data []byte, o Options) error {
+	return writeAt(dirfd, name, name, data, o)
+}
+
+// writeAt is WriteAt whose messages call the file path.
+func writeAt(dirfd int, name, path string, data []byte, o Options) error {
 	if name == "" || name == "." || name == ".." || strings.ContainsRune(name, '/') {
-		return fmt.Errorf("writing %q: not a file name: %w", name, unix.EINVAL)
+		return fmt.Errorf("writing %q: not a file name: %w", path, unix.EINVAL)
 	}
-	var tmp string
-	var fd int
-	for i := 0; ; i++ {
-		tmp = fmt.Sprintf(".%s.tmp%d", name, rand.Uint32())
-		if len(tmp) > 255 {
-			tmp = fmt.Sprintf(".ovpkg.tmp%d", rand.Uint32())
-		}
-		var err error
-		fd, err = unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err == unix.EEXIST && i < 100 {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("writing %s: %w", name, err)
-		}
-		break
+	tmp := ".ovpkg.tmp" + strconv.FormatUint(uint64(rand.Uint32()), 36) + strconv.FormatUint(uint64(rand.Uint32()), 36)
+	fd, err := unix.Openat(dirfd, tmp, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
-	f := os.NewFile(uintptr(fd), tmp)
-	defer func() {
-		if retErr != nil {
-			f.Close()
-			unix.Unlinkat(dirfd, tmp, 0)
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+	step := "writing"
+	for b := data; err == nil && len(b) > 0; {
+		var n int
+		n, err = unix.Write(fd, b)
+		b = b[n:]
 	}
-	if o.UID >= 0 || o.GID >= 0 {
-		if err := unix.Fchown(fd, o.UID, o.GID); err != nil {
-			return fmt.Errorf("writing %s: setting the owner: %w", name, err)
-		}
+	if err == nil && (o.UID >= 0 || o.GID >= 0) {
+		step, err = "setting the owner of", unix.Fchown(fd, o.UID, o.GID)
 	}
-	if err := unix.Fchmod(fd, uint32(o.Perm.Perm())); err != nil {
-		return fmt.Errorf("writing %s: setting the mode: %w", name, err)
+	if err == nil {
+		step, err = "setting the mode of", unix.Fchmod(fd, uint32(o.Perm.Perm()))
 	}
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("flushing %s: %w", name, err)
+	if err == nil {
+		step, err = "flushing", unix.Fsync(fd)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("writing %s: %w", name, err)
+	if cerr := unix.Close(fd); err == nil {
+		step, err = "writing", cerr
 	}
-	if err := unix.Renameat(dirfd, tmp, dirfd, name); err != nil {
-		return fmt.Errorf("replacing %s: %w", name, err)
+	if err == nil {
+		step, err = "replacing", unix.Renameat(dirfd, tmp, dirfd, name)
+	}
+	if err != nil {
+		unix.Unlinkat(dirfd, tmp, 0)
+		return fmt.Errorf("%s %s: %w", step, path, err)
 	}
 	if err := unix.Fsync(dirfd); err != nil {
-		return fmt.Errorf("flushing the directory of %s: %w", name, err)
+		return fmt.Errorf("flushing the directory of %s: %w", path, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,14 +25,13 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	p := filepath.Join(e.Root, e.Rel)
-	switch {
-	case errors.Is(e.Err, unix.ELOOP):
-		return fmt.Sprintf("%s: %s: a symbolic link on the way (ovpkg never follows links below %s)", p, e.Op, e.Root)
-	case errors.Is(e.Err, unix.EXDEV):
-		return fmt.Sprintf("%s: %s: leads off %s (a mount point or another filesystem on the way)", p, e.Op, e.Root)
+	what := e.Err.Error()
+	if errors.Is(e.Err, unix.ELOOP) {
+		what = "a symbolic link on the way (ovpkg never follows links below " + e.Root + ")"
+	} else if errors.Is(e.Err, unix.EXDEV) {
+		what = "leads off " + e.Root + " (a mount point or another filesystem on the way)"
 	}
-	return fmt.Sprintf("%s: %s: %v", p, e.Op, e.Err)
+	return filepath.Join(e.Root, e.Rel) + ": " + e.Op + ": " + what
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -173,13 +173,14 @@ type Root struct {
 // OpenRoot opens the directory path. It must be a directory.
 func OpenRoot(path string) (*Root, error) {
 	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	var st unix.Stat_t
+	if err == nil {
+		if err = unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+		}
+	}
 	if err != nil {
 		return nil, &Error{Root: path, Rel: ".", Op: "open", Err: err}
-	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return nil, &Error{Root: path, Rel: ".", Op: "stat", Err: err}
 	}
 	return &Root{Path: filepath.Clean(path), fd: fd, Dev: uint64(st.Dev)}, nil
 }
@@ -236,16 +237,17 @@ func split(rel string) (string, string) {
 // parent opens rel's parent directory (O_RDONLY, so that it can be
 // fsynced) and returns it with rel's last component.
 func (r *Root) parent(op, rel string) (int, string, error) {
-	if err := CheckRel(rel); err != nil || rel == "." {
-		if err == nil {
-			err = fmt.Errorf("%q: %w", rel, ErrBadPath)
-		}
-		return -1, "", r.fail(op, rel, err)
-	}
 	d, b := split(rel)
-	fd, err := OpenAt(r.fd, d, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	err := CheckRel(rel)
+	if rel == "." {
+		err = ErrBadPath
+	}
+	fd := -1
+	if err == nil {
+		fd, err = OpenAt(r.fd, d, unix.O_RDONLY|unix.O_DIRECTORY, 0)
+	}
 	if err != nil {
-		return -1, "", r.fail(op, d, err)
+		return -1, "", r.fail(op, rel, err)
 	}
 	return fd, b, nil
 }
@@ -319,29 +321,47 @@ func (r *Root) SameDir(rel, abs string) error {
 // ReadFile reads the regular file rel, at most max bytes (more is an
 // error, EFBIG).
 func (r *Root) ReadFile(rel string, max int64) ([]byte, error) {
-	f, err := r.Open(rel, unix.O_RDONLY|unix.O_NONBLOCK, 0)
+	fd, err := r.OpenFD(rel, unix.O_RDONLY|unix.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	defer unix.Close(fd)
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, r.fail("read", rel, err)
+	if err = unix.Fstat(fd, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		err = unix.EINVAL // not a regular file
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, r.fail("read", rel, fmt.Errorf("not a regular file: %w", unix.EINVAL))
+	var b []byte
+	if err == nil {
+		b, err = readMax(fd, max)
 	}
-	if st.Size > max {
-		return nil, r.fail("read", rel, fmt.Errorf("larger than %d bytes: %w", max, unix.EFBIG))
-	}
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
 	if err != nil {
 		return nil, r.fail("read", rel, err)
 	}
-	if int64(len(b)) > max {
-		return nil, r.fail("read", rel, fmt.Errorf("larger than %d bytes: %w", max, unix.EFBIG))
-	}
 	return b, nil
+}
+
+// readMax reads fd to its end; more than max bytes is EFBIG.
+func readMax(fd int, max int64) ([]byte, error) {
+	b := make([]byte, 0, 512)
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			return b, nil
+		}
+		b = b[:len(b)+n]
+		if int64(len(b)) > max {
+			return nil, unix.EFBIG
+		}
+	}
 }
 
 // WriteFile replaces rel atomically (internal/atomicfile.WriteAt in its
@@ -368,39 +388,29 @@ func (r *Root) WriteFileOwned(rel string, data []byte, perm os.FileMode, uid, gi
 // Append appends data to the regular file rel (created with perm when
 // missing) and fsyncs it; a new file's directory is fsynced too.
 func (r *Root) Append(rel string, data []byte, perm os.FileMode) error {
-	pfd, name, err := r.parent("append", rel)
+	fd, err := r.OpenFD(rel, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_NONBLOCK, uint32(perm.Perm()))
 	if err != nil {
 		return err
 	}
-	defer unix.Close(pfd)
-	created := false
-	fd, err := unix.Openat(pfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
-	if err == unix.ENOENT {
-		fd, err = unix.Openat(pfd, name, unix.O_WRONLY|unix.O_APPEND|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(perm.Perm()))
-		created = err == nil
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err = unix.Fstat(fd, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		err = unix.EINVAL // not a regular file
+	}
+	for b := data; err == nil && len(b) > 0; {
+		var n int
+		n, err = unix.Write(fd, b)
+		b = b[n:]
+	}
+	if err == nil {
+		err = unix.Fsync(fd)
+	}
+	if err == nil && st.Size == 0 { // a new file: its directory entry too
+		d, _ := split(rel)
+		return r.SyncDir(d)
 	}
 	if err != nil {
 		return r.fail("append", rel, err)
-	}
-	f := os.NewFile(uintptr(fd), r.Join(rel))
-	defer f.Close()
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		return r.fail("append", rel, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return r.fail("append", rel, fmt.Errorf("not a regular file: %w", unix.EINVAL))
-	}
-	if _, err := f.Write(data); err != nil {
-		return r.fail("append", rel, err)
-	}
-	if err := f.Sync(); err != nil {
-		return r.fail("append", rel, err)
-	}
-	if created {
-		if err := unix.Fsync(pfd); err != nil {
-			return r.fail("append", rel, err)
-		}
 	}
 	return nil
 }
@@ -487,53 +497,36 @@ func (r *Root) RemoveAll(rel string) error {
 
 func removeAllAt(parent int, name string, dev uint64) error {
 	err := unix.Unlinkat(parent, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
+	if err != unix.EISDIR {
+		if err == unix.ENOENT {
+			return nil
+		}
 		return err
 	}
 	fd, err := OpenAt(parent, name, unix.O_RDONLY|unix.O_DIRECTORY, 0)
-	if err == unix.ENOENT {
-		return nil
-	}
 	if err != nil {
 		return err
 	}
 	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
-		unix.Close(fd)
-		return err
-	}
-	if uint64(st.Dev) != dev {
-		unix.Close(fd)
-		return unix.EXDEV
+	if err = unix.Fstat(fd, &st); err == nil && uint64(st.Dev) != dev {
+		err = unix.EXDEV
 	}
 	d := os.NewFile(uintptr(fd), name)
-	var errs []error
-	for {
-		names, rerr := d.Readdirnames(1024)
+	for err == nil {
+		var names []string
+		names, err = d.Readdirnames(1024)
 		for _, n := range names {
-			if err := removeAllAt(fd, n, dev); err != nil {
-				errs = append(errs, fmt.Errorf("%s/%s: %w", name, n, err))
+			if e := removeAllAt(fd, n, dev); e != nil {
+				err = fmt.Errorf("%s/%s: %w", name, n, e)
+				break
 			}
-		}
-		if rerr == io.EOF || len(names) == 0 {
-			break
-		}
-		if rerr != nil {
-			errs = append(errs, rerr)
-			break
 		}
 	}
 	d.Close()
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	if err := unix.Unlinkat(parent, name, unix.AT_REMOVEDIR); err != nil && err != unix.ENOENT {
+	if err != io.EOF {
 		return err
 	}
-	return nil
+	return unix.Unlinkat(parent, name, unix.AT_REMOVEDIR)
 }
 
 // Rename renames oldrel to newrel, both beneath the root (a link at
@@ -558,7 +551,7 @@ func (r *Root) Rename(oldrel, newrel string) error {
 // Entry is one name in a directory with its type (from lstat).
 type Entry struct {
 	Name string
-	Mode uint32 // st_mode & S_IFMT
+	Mode uint32 // S_IFDIR, S_IFLNK, or S_IFREG for anything else (from the directory entry)
 }
 
 // IsDir reports whether the entry is a directory (not a link to one).
@@ -570,22 +563,20 @@ func (r *Root) ReadDir(rel string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := os.NewFile(uintptr(fd), r.Join(rel))
+	d := os.NewFile(uintptr(fd), rel)
 	defer d.Close()
-	names, err := d.Readdirnames(-1)
+	ents, err := d.ReadDir(-1) // types from the directory entries (lstat-like)
 	if err != nil {
 		return nil, r.fail("list", rel, err)
 	}
-	out := make([]Entry, 0, len(names))
-	for _, n := range names {
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
-			if err == unix.ENOENT {
-				continue
-			}
-			return nil, r.fail("stat", filepath.Join(rel, n), err)
+	out := make([]Entry, len(ents))
+	for i, e := range ents {
+		out[i] = Entry{Name: e.Name(), Mode: unix.S_IFREG}
+		if e.Type()&fs.ModeType == fs.ModeDir {
+			out[i].Mode = unix.S_IFDIR
+		} else if e.Type()&fs.ModeSymlink != 0 {
+			out[i].Mode = unix.S_IFLNK
 		}
-		out = append(out, Entry{Name: n, Mode: st.Mode & unix.S_IFMT})
 	}
 	return out, nil
 }
