@@ -102,9 +102,9 @@ func badField(what, v string, isID bool) error {
 // arguments, paths of .deb files included). It is only ever shown.
 const maxCommand = 4096
 
-// validCommand: a history event's name.
+// validCommand: a history event's name, or a command as journalCommand writes it.
 func validCommand(c string) bool {
-	if c == "" || len(c) > 32 {
+	if c == "" || len(c) > 64 {
 		return false
 	}
 	for _, r := range c {
