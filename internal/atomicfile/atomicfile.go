@@ -74,7 +74,9 @@ func writeAt(dirfd int, name, path string, data []byte, o Options) error {
 	for b := data; err == nil && len(b) > 0; {
 		var n int
 		n, err = unix.Write(fd, b)
-		b = b[n:]
+		if n > 0 {
+			b = b[n:]
+		}
 	}
 	if err == nil && (o.UID >= 0 || o.GID >= 0) {
 		step, err = "setting the owner of", unix.Fchown(fd, o.UID, o.GID)

@@ -400,7 +400,9 @@ func (r *Root) Append(rel string, data []byte, perm os.FileMode) error {
 	for b := data; err == nil && len(b) > 0; {
 		var n int
 		n, err = unix.Write(fd, b)
-		b = b[n:]
+		if n > 0 {
+			b = b[n:]
+		}
 	}
 	if err == nil {
 		err = unix.Fsync(fd)
