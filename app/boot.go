@@ -116,17 +116,9 @@ Exit status: 0 ok, 1 failure (nothing changed), 2 usage.`,
 }
 
 func bootTryAction(c *cli.Context) error {
-	n := 1
-	switch c.NArg() {
-	case 0:
-	case 1:
-		v, err := strconv.Atoi(c.Args().First())
-		if err != nil || v < 1 {
-			return usagef("boot try: N must be a positive number, not %q", c.Args().First())
-		}
-		n = v
-	default:
-		return usagef("boot try takes at most one argument (N)")
+	n, err := countArg(c, "boot try")
+	if err != nil {
+		return err
 	}
 	if b := c.Int("boots"); b < 1 || b > txn.MaxTrialBoots {
 		return usagef("boot try: --boots must be 1..%d", txn.MaxTrialBoots)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"github.com/ovpkg/ovpkg/internal/cli"
+	"github.com/ovpkg/ovpkg/internal/units"
 )
 
 func dedupeCommand() *cli.Command {
@@ -38,6 +39,6 @@ func dedupeAction(c *cli.Context) error {
 	if c.Bool("json") {
 		return printJSON(c.App.Writer, map[string]any{"files": st.Files, "dirs": st.Dirs, "bytes_freed": st.Bytes})
 	}
-	e.say("removed %d files and %d directories identical to the base; %s freed", st.Files, st.Dirs, human(st.Bytes))
+	e.say("removed %d files and %d directories identical to the base; %s freed", st.Files, st.Dirs, units.Bytes(st.Bytes))
 	return nil
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"time"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
@@ -64,7 +65,7 @@ func flattenAction(c *cli.Context) error {
 				pct = 100 * float64(p.Bytes) / float64(p.TotalBytes)
 			}
 			fmt.Fprintf(c.App.ErrWriter, "flatten: %d/%d files, %s/%s (%.0f%%), %s\n", p.Files, p.TotalFiles,
-				human(p.Bytes), human(p.TotalBytes), pct, time.Since(start).Round(time.Second))
+				units.Bytes(p.Bytes), units.Bytes(p.TotalBytes), pct, time.Since(start).Round(time.Second))
 		}
 	}
 	res, err := e.card.Flatten(txn.FlattenOptions{To: to, WithBase: c.Bool("base"), Size: size, Progress: progress})
@@ -78,8 +79,8 @@ func flattenAction(c *cli.Context) error {
 	if res.Kind == "root" {
 		what = "the merged base and card as a root tree"
 	}
-	e.say("wrote %s (%s, UUID %s): %s, %d files, %s, in %s", res.Image, human(res.Size), res.UUID, what,
-		res.Stats.Files, human(res.Stats.Bytes), res.Took.Round(time.Millisecond))
+	e.say("wrote %s (%s, UUID %s): %s, %d files, %s, in %s", res.Image, units.Bytes(res.Size), res.UUID, what,
+		res.Stats.Files, units.Bytes(res.Stats.Bytes), res.Took.Round(time.Millisecond))
 	e.say("to use it: set SD_ROOTFS=%s and SD_UUID=%s in the config (or ovmount --trust)", res.Image, res.UUID)
 	return nil
 }

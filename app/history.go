@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"strings"
 	"text/tabwriter"
 
@@ -80,7 +81,7 @@ func historyAction(c *cli.Context) error {
 			state = "in layer " + t.Layer + " (no own layer)"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Time.Local().Format("2006-01-02 15:04:05"), t.Command,
-			strings.Join(t.Packages, " "), human(t.Bytes), state)
+			strings.Join(t.Packages, " "), units.Bytes(t.Bytes), state)
 	}
 	w.Flush()
 	fmt.Fprintf(c.App.Writer, "layers (bottom to top): %s\n", strings.Join(stack, " "))

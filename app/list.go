@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"text/tabwriter"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
@@ -60,7 +61,7 @@ func listAction(c *cli.Context) error {
 	tw := tabwriter.NewWriter(c.App.Writer, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "PACKAGE\tVERSION\tSIZE\tWHERE\tBASE VERSION")
 	for _, x := range shown {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Key(), x.Version, pkgmgr.HumanSize(x.InstalledSize), x.Where, x.BaseVersion)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", x.Key(), x.Version, units.Bytes(x.InstalledSize), x.Where, x.BaseVersion)
 	}
 	return tw.Flush()
 }

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"io"
 	"strings"
 
@@ -109,7 +110,7 @@ func change(c *cli.Context, op pkgmgr.Op, args []string) error {
 		}
 	}
 	if res.Freed > 0 {
-		say("deleted the %s of archives this command downloaded (KEEP_ARCHIVES=yes keeps them)", pkgmgr.HumanSize(res.Freed))
+		say("deleted the %s of archives this command downloaded (KEEP_ARCHIVES=yes keeps them)", units.Bytes(res.Freed))
 	}
 	if len(res.Holders) > 0 {
 		var s []string
@@ -131,13 +132,13 @@ func sizeNote(res *pkgflow.Result) string {
 	if res.Plan != nil {
 		switch n := res.Plan.InstallSize; {
 		case n > 0:
-			s = append(s, "+"+pkgmgr.HumanSize(n)+" installed size")
+			s = append(s, "+"+units.Bytes(n)+" installed size")
 		case n < 0:
-			s = append(s, "-"+pkgmgr.HumanSize(-n)+" installed size")
+			s = append(s, "-"+units.Bytes(-n)+" installed size")
 		}
 	}
 	if res.CardBytes >= 0 {
-		s = append(s, pkgmgr.HumanSize(res.CardBytes)+" on the card")
+		s = append(s, units.Bytes(res.CardBytes)+" on the card")
 	}
 	if len(s) == 0 {
 		return ""

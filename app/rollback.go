@@ -1,7 +1,6 @@
 package app
 
 import (
-	"strconv"
 	"strings"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
@@ -25,17 +24,9 @@ Exit status: 0 ok, 1 failure (nothing changed), 2 usage.`,
 }
 
 func rollbackAction(c *cli.Context) error {
-	n := 1
-	switch c.NArg() {
-	case 0:
-	case 1:
-		v, err := strconv.Atoi(c.Args().First())
-		if err != nil || v < 1 {
-			return usagef("rollback: N must be a positive number, not %q", c.Args().First())
-		}
-		n = v
-	default:
-		return usagef("rollback takes at most one argument (N)")
+	n, err := countArg(c, "rollback")
+	if err != nil {
+		return err
 	}
 	e, err := openTxn(c, true)
 	if err != nil {

@@ -2,6 +2,7 @@ package app
 
 import (
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"strings"
 
 	"github.com/ovpkg/ovpkg/internal/cli"
@@ -110,7 +111,7 @@ func statusAction(c *cli.Context) error {
 		fmt.Fprintf(w, "mounted:    no (run ovmount)\n")
 	} else {
 		fmt.Fprintf(w, "mounted:    %s on %s (%s)\n", r.Loop, r.CardMount, r.State)
-		fmt.Fprintf(w, "space:      %s used, %s free of %s\n", pkgmgr.HumanSize(r.UsedBytes), pkgmgr.HumanSize(r.FreeBytes), pkgmgr.HumanSize(r.SizeBytes))
+		fmt.Fprintf(w, "space:      %s used, %s free of %s\n", units.Bytes(r.UsedBytes), units.Bytes(r.FreeBytes), units.Bytes(r.SizeBytes))
 		for _, m := range r.Mounts {
 			fmt.Fprintf(w, "overlay:    %s (upper %s)\n", m.Target, m.Upper)
 		}

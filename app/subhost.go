@@ -3,6 +3,7 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"io"
 	"os"
 	"path/filepath"
@@ -329,7 +330,7 @@ func printSubhosts(w io.Writer, infos []subhost.Info) {
 		if in.Reason != "" && in.State != subhost.StateRunning {
 			state += " (" + in.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, state, pid, up, cables, human(in.UpperBytes), in.Config)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Name, state, pid, up, cables, units.Bytes(in.UpperBytes), in.Config)
 	}
 	tw.Flush()
 }

@@ -8,7 +8,6 @@ import (
 	"github.com/ovpkg/ovpkg/internal/cli"
 
 	"github.com/ovpkg/ovpkg/mountset"
-	"github.com/ovpkg/ovpkg/pkgmgr"
 	"github.com/ovpkg/ovpkg/txn"
 )
 
@@ -76,5 +75,3 @@ func openTxn(c *cli.Context, restack bool) (*txnEnv, error) {
 func txnFlags(extra ...cli.Flag) []cli.Flag {
 	return append([]cli.Flag{configFlag, rootFlag, jsonFlag}, extra...)
 }
-
-func human(n int64) string { return pkgmgr.HumanSize(n) }

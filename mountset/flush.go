@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"io"
 	"io/fs"
 	"os"
@@ -358,19 +359,5 @@ func hostSpaceWarnings(f *os.File, path string) []string {
 		return nil
 	}
 	return []string{fmt.Sprintf("%s can still grow by %s (it is sparse) but its filesystem has only %s free: writes beyond that are lost when the card is flushed, and eject will say which; free space there, or allocate the image in full now: fallocate -l %d %s",
-		path, humanSize(holes), humanSize(avail), st.Size, path)}
-}
-
-// humanSize is n in binary units ("1.5 MiB"), as the package verbs print.
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+		path, units.Bytes(holes), units.Bytes(avail), st.Size, path)}
 }

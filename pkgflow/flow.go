@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"os"
 	"path/filepath"
 	"sort"
@@ -369,19 +370,19 @@ func (e *Env) describe(op pkgmgr.Op, plan *pkgmgr.Plan, d *DBs, archiveDir strin
 	if len(plan.Install) > 0 {
 		free := ""
 		if sp, err := pkgmgr.StatSpace(e.Rec.CardMount); err == nil {
-			free = fmt.Sprintf(" (%s free)", pkgmgr.HumanSize(sp.Free))
+			free = fmt.Sprintf(" (%s free)", units.Bytes(sp.Free))
 		}
 		dl := ""
 		if plan.DownloadSize > 0 {
-			dl = fmt.Sprintf("download %s into %s; ", pkgmgr.HumanSize(plan.DownloadSize), archiveDir)
+			dl = fmt.Sprintf("download %s into %s; ", units.Bytes(plan.DownloadSize), archiveDir)
 		}
-		out = append(out, fmt.Sprintf("%sthe card needs about %s%s", dl, pkgmgr.HumanSize(cardNeed(plan, d, e.statusSize())), free))
+		out = append(out, fmt.Sprintf("%sthe card needs about %s%s", dl, units.Bytes(cardNeed(plan, d, e.statusSize())), free))
 	} else if op == pkgmgr.OpRemove || op == pkgmgr.OpPurge {
 		var n int64
 		for _, p := range plan.Remove {
 			n += p.InstalledSize
 		}
-		out = append(out, fmt.Sprintf("frees about %s of the card only once committed (`ovpkg commit`): until then the files stay in the layers below, so that `ovpkg rollback` can bring them back; a package of the base frees nothing (it leaves whiteouts)", pkgmgr.HumanSize(n)))
+		out = append(out, fmt.Sprintf("frees about %s of the card only once committed (`ovpkg commit`): until then the files stay in the layers below, so that `ovpkg rollback` can bring them back; a package of the base frees nothing (it leaves whiteouts)", units.Bytes(n)))
 	}
 	return out
 }
@@ -433,7 +434,7 @@ func (e *Env) runJob(ctx context.Context, op pkgmgr.Op, job *pkgmgr.Job, plan *p
 			case pkgmgr.PhaseDownload:
 				size := "the archives"
 				if plan != nil && plan.DownloadSize > 0 {
-					size = pkgmgr.HumanSize(plan.DownloadSize)
+					size = units.Bytes(plan.DownloadSize)
 				}
 				p.Phase(phase, "downloading %s into %s", size, archiveDir)
 			case pkgmgr.PhaseInstall:

@@ -2,6 +2,7 @@ package pkgmgr
 
 import (
 	"fmt"
+	"github.com/ovpkg/ovpkg/internal/units"
 	"os"
 	"path/filepath"
 	"sort"
@@ -96,10 +97,10 @@ type SpaceError struct {
 func (e *SpaceError) Error() string {
 	if e.Archives {
 		return fmt.Sprintf("not enough space for the downloads in %s: %s need about %s, %s free; free space there or set ARCHIVE_DIR in the configuration to a bigger place",
-			e.Path, e.What, HumanSize(e.Need), HumanSize(e.Free))
+			e.Path, e.What, units.Bytes(e.Need), units.Bytes(e.Free))
 	}
 	return fmt.Sprintf("not enough space on the card (%s): %s need about %s, %s free; remove packages from the card or make a bigger one",
-		e.Path, e.What, HumanSize(e.Need), HumanSize(e.Free))
+		e.Path, e.What, units.Bytes(e.Need), units.Bytes(e.Free))
 }
 
 func (e *SpaceError) Unwrap() error { return unix.ENOSPC }
@@ -162,18 +163,4 @@ func CheckSpace(cardPath string, cardNeed int64, archiveDir string, download int
 		return &SpaceError{Path: cardPath, Need: cardNeed, Free: card.Free, What: what}
 	}
 	return nil
-}
-
-// HumanSize prints n bytes as "1.5 MiB".
-func HumanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
